@@ -1,0 +1,164 @@
+//! The [`TerminalBackend`] trait: the terminals that agents run in.
+//!
+//! Implementations: `sm-backend-tmux` (primary) and `sm-backend-pty` (no tmux needed). Every
+//! implementation must pass the backend conformance suite (feature `conformance`). Agent
+//! quirks (when to press Enter, how to interrupt) are not the backend's business: it moves
+//! bytes and reports what the screen shows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::types::SessionId;
+
+/// Everything needed to start a program in a new terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnSpec {
+    /// The session this terminal belongs to; also its name in the backend.
+    pub id: SessionId,
+    /// The program to run (looked up on `PATH` when not a path). Never passed to a shell.
+    pub program: String,
+    /// Its arguments, passed as an argv.
+    pub args: Vec<String>,
+    /// Extra environment variables, on top of the backend's own environment.
+    pub env: BTreeMap<String, String>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// Columns of the terminal.
+    pub cols: u16,
+    /// Rows of the terminal.
+    pub rows: u16,
+}
+
+impl SpawnSpec {
+    /// A spec with no args or extra env, in a 200×50 terminal (wide enough that agent footers
+    /// are not wrapped).
+    pub fn new(id: SessionId, program: impl Into<String>, cwd: impl Into<PathBuf>) -> Self {
+        SpawnSpec {
+            id,
+            program: program.into(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: cwd.into(),
+            cols: 200,
+            rows: 50,
+        }
+    }
+}
+
+/// A key that is sent as a key press, not as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Key {
+    /// Return / Enter (carriage return).
+    Enter,
+    /// Escape.
+    Escape,
+    /// Ctrl-C.
+    CtrlC,
+    /// Ctrl-U (erase the line before the cursor in most line editors).
+    CtrlU,
+    /// Tab.
+    Tab,
+    /// Backspace.
+    Backspace,
+    /// Arrow up.
+    Up,
+    /// Arrow down.
+    Down,
+}
+
+impl Key {
+    /// The bytes a terminal sends for this key (xterm conventions, normal cursor mode).
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            Key::Enter => b"\r",
+            Key::Escape => b"\x1b",
+            Key::CtrlC => b"\x03",
+            Key::CtrlU => b"\x15",
+            Key::Tab => b"\t",
+            Key::Backspace => b"\x7f",
+            Key::Up => b"\x1b[A",
+            Key::Down => b"\x1b[B",
+        }
+    }
+}
+
+/// Something a backend observed, pushed to subscribers of [`TerminalBackend::events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// The terminal's program wrote output; look at the screen if it matters. Bursts may be
+    /// coalesced into one event.
+    Output(SessionId),
+    /// The terminal's program exited (or the terminal was killed). `status` is its exit code
+    /// when the backend can know it.
+    Exited {
+        /// Which terminal.
+        id: SessionId,
+        /// Exit code, when known.
+        status: Option<i32>,
+    },
+}
+
+/// Terminals that agents run in.
+///
+/// # Shared contract
+/// - Terminals are named by [`SessionId`]; at most one live terminal per id.
+/// - Text is always sent literally: no shell and no key-name interpretation ever sees it.
+/// - Errors: [`crate::Error::SessionNotFound`] for an id with no live terminal (except where
+///   a method says it is idempotent); [`crate::Error::Backend`] when the terminal system
+///   itself fails (tmux missing, PTY could not be opened, …).
+#[async_trait]
+pub trait TerminalBackend: Send + Sync + 'static {
+    /// A short name for logs and `sm status` (`tmux`, `pty`, …).
+    fn name(&self) -> &'static str;
+
+    /// Starts `spec.program` in a new terminal of the given size, with the environment and
+    /// working directory asked for. Returns once the process has been started (not once it
+    /// is ready for input).
+    ///
+    /// Errors: [`crate::Error::SessionExists`] when a live terminal has this id;
+    /// [`crate::Error::InvalidWorkingDir`] when `spec.cwd` is not a directory;
+    /// [`crate::Error::Backend`] when the program cannot be started.
+    async fn create(&self, spec: &SpawnSpec) -> Result<()>;
+
+    /// Types `text` into the terminal literally (Unicode, tabs and newlines included). Text
+    /// with a newline, or long text, goes in as one bracketed paste when the program has
+    /// enabled bracketed paste, so an agent sees it as a single paste. Never presses Enter
+    /// on its own: a trailing submit is a separate [`TerminalBackend::send_key`].
+    async fn send_text(&self, id: &SessionId, text: &str) -> Result<()>;
+
+    /// Presses one key.
+    async fn send_key(&self, id: &SessionId, key: Key) -> Result<()>;
+
+    /// The visible screen, one string per row, trailing spaces trimmed.
+    async fn capture_screen(&self, id: &SessionId) -> Result<Vec<String>>;
+
+    /// The last `lines` lines of scrollback and screen together, oldest first, with trailing
+    /// blank rows of the screen dropped.
+    async fn capture_tail(&self, id: &SessionId, lines: usize) -> Result<Vec<String>>;
+
+    /// Whether a terminal with this id exists and its program has not exited. Unknown ids
+    /// are `Ok(false)`, not an error.
+    async fn is_alive(&self, id: &SessionId) -> Result<bool>;
+
+    /// Ends the terminal and its program (the program is reaped; no zombie is left).
+    /// Idempotent: killing an unknown or already-dead terminal is `Ok(())`.
+    async fn kill(&self, id: &SessionId) -> Result<()>;
+
+    /// The live terminals this backend owns, so a restarted server can re-adopt them.
+    /// Terminals that belong to others (a user's own tmux sessions) are never listed.
+    async fn list(&self) -> Result<Vec<SessionId>>;
+
+    /// The argv a human runs to attach to the terminal, when the backend allows attaching
+    /// from another process.
+    fn attach_command(&self, id: &SessionId) -> Option<Vec<String>>;
+
+    /// A new subscription to this backend's events. Slow subscribers may miss output events
+    /// (`RecvError::Lagged`) and must then look at every screen they care about.
+    fn events(&self) -> broadcast::Receiver<BackendEvent>;
+}

@@ -1,0 +1,588 @@
+//! sm's configuration: a YAML file, defaults for everything, and `SM_*` environment
+//! overrides.
+//!
+//! The file accepts the keys users of the earlier Python session manager already have
+//! (`server.*`, `paths.state_file`, `monitor.*`, `telegram.*`). Where it lives: the path
+//! given explicitly, else `$SM_CONFIG`, else `~/.config/sm/config.yaml` when that exists;
+//! with none of those, defaults apply.
+//!
+//! Errors name the bad key and its line. Unknown keys are not an error — a newer or older
+//! config keeps working — but each is reported in [`LoadedConfig::warnings`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub server: ServerConfig,
+    /// Where state lives.
+    pub paths: PathsConfig,
+    /// The output monitor.
+    pub monitor: MonitorConfig,
+    /// Telegram control (enabled when a token is set).
+    pub telegram: TelegramConfig,
+    /// Which terminal backend runs agents.
+    pub terminal: TerminalConfig,
+    /// Message delivery limits.
+    pub delivery: DeliveryConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address to bind. Default `127.0.0.1` (loopback only).
+    pub host: String,
+    /// Port to bind. Default 8420.
+    pub port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8420,
+        }
+    }
+}
+
+/// `paths.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PathsConfig {
+    /// The state file of the Python session manager. sm keeps all its state in the
+    /// directory that holds this file (the *state dir*): the SQLite database `sm.db` and the
+    /// admin token. The file itself is never read or written. Default
+    /// `$XDG_STATE_HOME/sm/state.json` (`~/.local/state/sm/state.json`).
+    pub state_file: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home_dir().join(".local/state"));
+        PathsConfig {
+            state_file: base.join("sm/state.json"),
+        }
+    }
+}
+
+/// `monitor.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MonitorConfig {
+    /// Seconds an agent may sit idle, with nobody waiting on it, before an idle event is
+    /// raised for notifiers. Default 300.
+    pub idle_timeout: f64,
+    /// Seconds between screen checks in the fallback monitor (used only where a backend
+    /// cannot report output events). Default 1.0.
+    pub poll_interval: f64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            idle_timeout: 300.0,
+            poll_interval: 1.0,
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// `idle_timeout` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout)
+    }
+
+    /// `poll_interval` as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.poll_interval)
+    }
+}
+
+/// `telegram.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TelegramConfig {
+    /// The bot token from @BotFather. Telegram control is off without it.
+    pub token: Option<String>,
+    /// The only chats the bot serves. Numbers or numeric strings are accepted.
+    pub allowed_chat_ids: Vec<ChatId>,
+}
+
+/// A Telegram chat id, accepted as a number or a numeric string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ChatIdRepr", into = "i64")]
+pub struct ChatId(pub i64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChatIdRepr {
+    Number(i64),
+    Text(String),
+}
+
+impl TryFrom<ChatIdRepr> for ChatId {
+    type Error = String;
+    fn try_from(r: ChatIdRepr) -> std::result::Result<Self, String> {
+        match r {
+            ChatIdRepr::Number(n) => Ok(ChatId(n)),
+            ChatIdRepr::Text(s) => s
+                .trim()
+                .parse()
+                .map(ChatId)
+                .map_err(|_| format!("{s:?} is not a chat id (expected a number)")),
+        }
+    }
+}
+
+impl From<ChatId> for i64 {
+    fn from(c: ChatId) -> i64 {
+        c.0
+    }
+}
+
+/// Which terminal backend runs agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    /// tmux when it is installed, else the raw PTY backend.
+    #[default]
+    Auto,
+    /// tmux (fails clearly when tmux is missing or too old).
+    Tmux,
+    /// Raw PTYs owned by the server (no `attach` from other terminals).
+    Pty,
+}
+
+/// `terminal.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TerminalConfig {
+    /// `auto`, `tmux` or `pty`. Default `auto`.
+    pub backend: BackendChoice,
+    /// The tmux socket name (`tmux -L <name>`) sm keeps its sessions on, apart from the
+    /// user's own tmux. Default `sm`.
+    pub tmux_socket: String,
+}
+
+impl Default for TerminalConfig {
+    fn default() -> Self {
+        TerminalConfig {
+            backend: BackendChoice::Auto,
+            tmux_socket: "sm".into(),
+        }
+    }
+}
+
+/// `delivery.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// The largest message accepted, in bytes of UTF-8 after sanitising. Default 100 000.
+    pub max_message_bytes: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_message_bytes: 100_000,
+        }
+    }
+}
+
+/// A configuration together with where it came from and what was odd about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    /// The configuration, with environment overrides applied.
+    pub config: Config,
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+    /// Keys that were not understood (with their line), and other things worth a warning.
+    pub warnings: Vec<String>,
+}
+
+/// The environment variables that override file settings, with the key each overrides.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("SM_SERVER_HOST", "server.host"),
+    ("SM_SERVER_PORT", "server.port"),
+    ("SM_PATHS_STATE_FILE", "paths.state_file"),
+    ("SM_MONITOR_IDLE_TIMEOUT", "monitor.idle_timeout"),
+    ("SM_MONITOR_POLL_INTERVAL", "monitor.poll_interval"),
+    ("SM_TELEGRAM_TOKEN", "telegram.token"),
+    ("SM_TELEGRAM_ALLOWED_CHAT_IDS", "telegram.allowed_chat_ids"),
+    ("SM_TERMINAL_BACKEND", "terminal.backend"),
+    ("SM_TERMINAL_TMUX_SOCKET", "terminal.tmux_socket"),
+    (
+        "SM_DELIVERY_MAX_MESSAGE_BYTES",
+        "delivery.max_message_bytes",
+    ),
+];
+
+impl Config {
+    /// Loads the configuration from `explicit`, else `$SM_CONFIG`, else
+    /// `~/.config/sm/config.yaml` if it exists, else defaults; then applies `SM_*`
+    /// environment overrides.
+    ///
+    /// Errors: [`Error::Config`] naming the file, key and line; an explicit or `$SM_CONFIG`
+    /// path that does not exist is an error (a typo must not silently mean defaults).
+    pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig> {
+        let env = |k: &str| std::env::var(k).ok();
+        let chosen = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => env("SM_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    let default = home_dir().join(".config/sm/config.yaml");
+                    default.exists().then_some(default)
+                }),
+        };
+        let mut loaded = match chosen {
+            Some(path) => {
+                let path = expand_tilde(&path);
+                let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+                    path: Some(path.clone()),
+                    location: "file".into(),
+                    message: format!("cannot read the configuration file: {e}"),
+                })?;
+                Self::from_yaml(&text, Some(&path))?
+            }
+            None => LoadedConfig {
+                config: Config::default(),
+                source: None,
+                warnings: Vec::new(),
+            },
+        };
+        loaded.config.apply_env(env)?;
+        loaded.config.validate(loaded.source.as_deref())?;
+        Ok(loaded)
+    }
+
+    /// Parses YAML text (no environment overrides). `path` is only used in messages.
+    pub fn from_yaml(text: &str, path: Option<&Path>) -> Result<LoadedConfig> {
+        let config_error = |location: String, message: String| Error::Config {
+            path: path.map(Path::to_path_buf),
+            location,
+            message,
+        };
+        // An empty file, or one holding only comments, means "all defaults".
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+            config_error(
+                e.location()
+                    .map(|l| format!("line {}", l.line()))
+                    .unwrap_or_else(|| "file".into()),
+                format!("not valid YAML: {e}"),
+            )
+        })?;
+        if value.is_null() {
+            return Ok(LoadedConfig {
+                config: Config::default(),
+                source: path.map(Path::to_path_buf),
+                warnings: Vec::new(),
+            });
+        }
+
+        let mut unknown: Vec<String> = Vec::new();
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let mut record_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let ignoring = serde_ignored::Deserializer::new(deserializer, &mut record_unknown);
+        let mut config: Config = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+            let key = e.path().to_string();
+            let line = line_of_key(text, &key);
+            let inner = e.into_inner();
+            let line = line.or_else(|| inner.location().map(|l| l.line()));
+            let location = match line {
+                Some(n) => format!("{key} (line {n})"),
+                None => key,
+            };
+            // serde_yaml_ng appends its own position; the location above already says it.
+            let message = inner.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            config_error(location, message)
+        })?;
+        config.paths.state_file = expand_tilde(&config.paths.state_file);
+        let warnings = unknown
+            .into_iter()
+            .map(|key| {
+                let line = line_of_key(text, &key)
+                    .map(|n| format!(" (line {n})"))
+                    .unwrap_or_default();
+                format!("unknown configuration key {key}{line} is ignored")
+            })
+            .collect();
+        Ok(LoadedConfig {
+            config,
+            source: path.map(Path::to_path_buf),
+            warnings,
+        })
+    }
+
+    /// Applies `SM_*` overrides (see [`ENV_OVERRIDES`]) read through `env`.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        fn parse<T: std::str::FromStr>(var: &str, key: &str, v: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.trim().parse().map_err(|e| Error::Config {
+                path: None,
+                location: format!("{key} (from ${var})"),
+                message: format!("{v:?}: {e}"),
+            })
+        }
+        for &(var, key) in ENV_OVERRIDES {
+            let Some(v) = env(var) else { continue };
+            match key {
+                "server.host" => self.server.host = v,
+                "server.port" => self.server.port = parse(var, key, &v)?,
+                "paths.state_file" => self.paths.state_file = expand_tilde(Path::new(&v)),
+                "monitor.idle_timeout" => self.monitor.idle_timeout = parse(var, key, &v)?,
+                "monitor.poll_interval" => self.monitor.poll_interval = parse(var, key, &v)?,
+                "telegram.token" => self.telegram.token = Some(v).filter(|t| !t.is_empty()),
+                "telegram.allowed_chat_ids" => {
+                    self.telegram.allowed_chat_ids = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| parse(var, key, s).map(ChatId))
+                        .collect::<Result<_>>()?;
+                }
+                "terminal.backend" => {
+                    self.terminal.backend = match v.trim() {
+                        "auto" => BackendChoice::Auto,
+                        "tmux" => BackendChoice::Tmux,
+                        "pty" => BackendChoice::Pty,
+                        other => {
+                            return Err(Error::Config {
+                                path: None,
+                                location: format!("{key} (from ${var})"),
+                                message: format!("{other:?}: expected auto, tmux or pty"),
+                            });
+                        }
+                    }
+                }
+                "terminal.tmux_socket" => self.terminal.tmux_socket = v,
+                "delivery.max_message_bytes" => {
+                    self.delivery.max_message_bytes = parse(var, key, &v)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self, path: Option<&Path>) -> Result<()> {
+        let bad = |key: &str, message: &str| Error::Config {
+            path: path.map(Path::to_path_buf),
+            location: key.into(),
+            message: message.into(),
+        };
+        if self.server.host.trim().is_empty() {
+            return Err(bad("server.host", "must not be empty"));
+        }
+        if !(self.monitor.idle_timeout.is_finite() && self.monitor.idle_timeout > 0.0) {
+            return Err(bad(
+                "monitor.idle_timeout",
+                "must be a positive number of seconds",
+            ));
+        }
+        if !(self.monitor.poll_interval.is_finite() && self.monitor.poll_interval > 0.0) {
+            return Err(bad(
+                "monitor.poll_interval",
+                "must be a positive number of seconds",
+            ));
+        }
+        if self.paths.state_file.as_os_str().is_empty() {
+            return Err(bad("paths.state_file", "must not be empty"));
+        }
+        if self.delivery.max_message_bytes == 0 {
+            return Err(bad("delivery.max_message_bytes", "must be at least 1"));
+        }
+        if self.terminal.tmux_socket.is_empty() || self.terminal.tmux_socket.contains(['/', '\0']) {
+            return Err(bad(
+                "terminal.tmux_socket",
+                "must be a non-empty name without '/'",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The directory holding all of sm's state: the parent of `paths.state_file`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.paths
+            .state_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The SQLite database: `sm.db` in the state dir.
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir().join("sm.db")
+    }
+
+    /// The server's base URL as clients on this machine reach it.
+    pub fn server_url(&self) -> String {
+        let host = match self.server.host.as_str() {
+            "0.0.0.0" | "" => "127.0.0.1",
+            "::" => "::1",
+            h => h,
+        };
+        if host.contains(':') {
+            format!("http://[{host}]:{}", self.server.port)
+        } else {
+            format!("http://{host}:{}", self.server.port)
+        }
+    }
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Expands a leading `~` or `~/` to `$HOME`.
+pub fn expand_tilde(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => home_dir().join(rest),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// The 1-based line where the dotted `key` (e.g. `server.port`) is written, found by
+/// following the keys' indentation. Sequence indices in the path (`a.0`) end the search at
+/// the parent key.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let mut line_no = None;
+    let mut min_indent = 0usize;
+    let mut start = 0usize;
+    let lines: Vec<&str> = text.lines().collect();
+    for part in key.split('.') {
+        if part.parse::<usize>().is_ok() || part == "?" {
+            break;
+        }
+        let found = lines.iter().enumerate().skip(start).find(|(_, l)| {
+            let indent = l.len() - l.trim_start().len();
+            let t = l.trim_start();
+            indent >= min_indent
+                && (t.starts_with(&format!("{part}:"))
+                    || t.starts_with(&format!("\"{part}\":"))
+                    || t.starts_with(&format!("'{part}':")))
+        })?;
+        line_no = Some(found.0 + 1);
+        min_indent = found.1.len() - found.1.trim_start().len() + 1;
+        start = found.0 + 1;
+    }
+    line_no
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_comment_only_files_mean_defaults() {
+        for text in ["", "# nothing here\n", "---\n"] {
+            let loaded = Config::from_yaml(text, None).unwrap();
+            assert_eq!(loaded.config, Config::default());
+            assert!(loaded.warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_keys_users_already_have_are_read() {
+        let text = "server:\n  host: 0.0.0.0\n  port: 9000\npaths:\n  state_file: ~/sm-state/sessions.json\nmonitor:\n  idle_timeout: 120\n  poll_interval: 0.5\ntelegram:\n  token: \"123:abc\"\n  allowed_chat_ids: [42, \"-100\"]\n";
+        let c = Config::from_yaml(text, None).unwrap().config;
+        assert_eq!(c.server.host, "0.0.0.0");
+        assert_eq!(c.server.port, 9000);
+        assert_eq!(
+            c.paths.state_file,
+            home_dir().join("sm-state/sessions.json")
+        );
+        assert_eq!(c.database_path(), home_dir().join("sm-state/sm.db"));
+        assert_eq!(c.monitor.idle_timeout(), Duration::from_secs(120));
+        assert_eq!(c.monitor.poll_interval(), Duration::from_millis(500));
+        assert_eq!(c.telegram.token.as_deref(), Some("123:abc"));
+        assert_eq!(c.telegram.allowed_chat_ids, vec![ChatId(42), ChatId(-100)]);
+        assert_eq!(c.server_url(), "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_line() {
+        let text = "server:\n  host: localhost\n  port: eighty\n";
+        let err = Config::from_yaml(text, Some(Path::new("/etc/sm.yaml"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("server.port"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("/etc/sm.yaml"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_line_not_dropped_silently() {
+        let text = "server:\n  port: 8420\n  colour: blue\nemail:\n  smtp: x\n";
+        let loaded = Config::from_yaml(text, None).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec![
+                "unknown configuration key server.colour (line 3) is ignored".to_string(),
+                "unknown configuration key email (line 4) is ignored".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_yaml_is_a_clear_error_with_a_line() {
+        let err = Config::from_yaml("server:\n  port: [1,\n", None).unwrap_err();
+        assert!(err.to_string().contains("not valid YAML"), "{err}");
+        assert!(err.to_string().contains("line"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_win_and_bad_ones_name_the_variable() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "SM_SERVER_PORT" => Some("9999".into()),
+            "SM_TELEGRAM_ALLOWED_CHAT_IDS" => Some("1, 2".into()),
+            "SM_TERMINAL_BACKEND" => Some("pty".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.server.port, 9999);
+        assert_eq!(c.telegram.allowed_chat_ids, vec![ChatId(1), ChatId(2)]);
+        assert_eq!(c.terminal.backend, BackendChoice::Pty);
+
+        let err = Config::default()
+            .apply_env(|k| (k == "SM_SERVER_PORT").then(|| "nope".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("$SM_SERVER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn nonsense_values_are_refused_by_key() {
+        let loaded = Config::from_yaml("monitor:\n  idle_timeout: -5\n", None).unwrap();
+        let err = loaded.config.validate(None).unwrap_err();
+        assert!(err.to_string().contains("monitor.idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error_not_defaults() {
+        let err = Config::load(Some(Path::new("/nonexistent/sm/config.yaml"))).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+}

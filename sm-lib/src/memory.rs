@@ -1,0 +1,383 @@
+//! [`MemoryStore`]: a [`MessageStore`] kept in process memory.
+//!
+//! It honours every part of the store contract except durability: everything is gone when
+//! the process ends. Use it in tests and in embeddings that do not need to survive a restart.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::store::{MessageFilter, MessageStore};
+use crate::types::{
+    DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message, MessageId,
+    MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp, Workspace,
+};
+
+#[derive(Default)]
+struct State {
+    sessions: Vec<Session>,
+    messages: BTreeMap<MessageId, Message>,
+    next_message: i64,
+    locks: BTreeMap<Workspace, Lock>,
+    events: Vec<Event>,
+}
+
+impl State {
+    fn session_index(&self, id: &SessionId) -> Result<usize> {
+        self.sessions
+            .iter()
+            .position(|s| &s.id == id)
+            .ok_or_else(|| Error::SessionNotFound(id.to_string()))
+    }
+
+    /// Refuses `name` if a live session other than `except` has it.
+    fn check_name_free(&self, name: &SessionName, except: &SessionId) -> Result<()> {
+        match self
+            .sessions
+            .iter()
+            .find(|s| &s.id != except && s.status.is_live() && s.name.as_ref() == Some(name))
+        {
+            Some(other) => Err(Error::NameTaken {
+                name: name.clone(),
+                holder: other.id.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn message_mut(&mut self, id: MessageId) -> Result<&mut Message> {
+        self.messages.get_mut(&id).ok_or(Error::MessageNotFound(id))
+    }
+
+    fn holder_is_live(&self, holder: &SessionId) -> bool {
+        self.sessions
+            .iter()
+            .any(|s| &s.id == holder && s.status.is_live())
+    }
+}
+
+/// An in-memory [`MessageStore`]. Cheap to create; not durable.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that
+        // matters more than losing the whole store, so recover the guard.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn transition(message: &Message, to: MessageState) -> Error {
+    Error::InvalidTransition {
+        message: message.id,
+        from: message.state,
+        to,
+    }
+}
+
+#[async_trait]
+impl MessageStore for MemoryStore {
+    async fn insert_session(&self, session: &Session) -> Result<()> {
+        let mut st = self.lock();
+        if st.sessions.iter().any(|s| s.id == session.id) {
+            return Err(Error::SessionExists(session.id.clone()));
+        }
+        if let (Some(name), true) = (&session.name, session.status.is_live()) {
+            st.check_name_free(name, &session.id)?;
+        }
+        st.sessions.push(session.clone());
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>> {
+        Ok(self.lock().sessions.iter().find(|s| &s.id == id).cloned())
+    }
+
+    async fn find_live_by_name(&self, name: &SessionName) -> Result<Option<Session>> {
+        Ok(self
+            .lock()
+            .sessions
+            .iter()
+            .find(|s| s.status.is_live() && s.name.as_ref() == Some(name))
+            .cloned())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        Ok(self.lock().sessions.clone())
+    }
+
+    async fn set_status(&self, id: &SessionId, status: SessionStatus) -> Result<Session> {
+        let mut st = self.lock();
+        let i = st.session_index(id)?;
+        let current = st.sessions[i].clone();
+        if current.status == status {
+            return Ok(current);
+        }
+        if status.is_live() && !current.status.is_live() {
+            if let Some(name) = &current.name {
+                st.check_name_free(name, id)?;
+            }
+        }
+        let s = &mut st.sessions[i];
+        s.status = status;
+        s.status_changed_at = Timestamp::now();
+        Ok(s.clone())
+    }
+
+    async fn rename_session(&self, id: &SessionId, name: Option<SessionName>) -> Result<Session> {
+        let mut st = self.lock();
+        let i = st.session_index(id)?;
+        if let (Some(name), true) = (&name, st.sessions[i].status.is_live()) {
+            st.check_name_free(name, id)?;
+        }
+        st.sessions[i].name = name;
+        Ok(st.sessions[i].clone())
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<bool> {
+        let mut st = self.lock();
+        let Ok(i) = st.session_index(id) else {
+            return Ok(false);
+        };
+        if st.sessions[i].status.is_live() {
+            return Err(Error::InvalidInput(format!(
+                "session {id} is still live; kill it before deleting it"
+            )));
+        }
+        st.sessions.remove(i);
+        st.messages.retain(|_, m| &m.target != id);
+        Ok(true)
+    }
+
+    async fn enqueue(&self, message: NewMessage) -> Result<Message> {
+        let mut st = self.lock();
+        st.session_index(&message.target)?;
+        st.next_message += 1;
+        let now = Timestamp::now();
+        let stored = Message {
+            id: MessageId(st.next_message),
+            target: message.target,
+            sender: message.sender,
+            text: message.text,
+            mode: message.mode,
+            state: MessageState::Queued,
+            attempts: 0,
+            reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        st.messages.insert(stored.id, stored.clone());
+        Ok(stored)
+    }
+
+    async fn claim_next(
+        &self,
+        target: &SessionId,
+        modes: &[DeliveryMode],
+    ) -> Result<Option<Message>> {
+        let mut st = self.lock();
+        // BTreeMap iterates in id order, so the first match per mode is the oldest.
+        let chosen = st
+            .messages
+            .values()
+            .filter(|m| {
+                &m.target == target && m.state == MessageState::Queued && modes.contains(&m.mode)
+            })
+            .min_by_key(|m| (std::cmp::Reverse(m.mode.priority()), m.id))
+            .map(|m| m.id);
+        let Some(id) = chosen else {
+            return Ok(None);
+        };
+        let m = st.message_mut(id)?;
+        m.state = MessageState::Delivering;
+        m.attempts += 1;
+        m.updated_at = Timestamp::now();
+        Ok(Some(m.clone()))
+    }
+
+    async fn mark_delivered(&self, id: MessageId) -> Result<Message> {
+        let mut st = self.lock();
+        let m = st.message_mut(id)?;
+        match m.state {
+            MessageState::Delivered => {}
+            MessageState::Delivering => {
+                m.state = MessageState::Delivered;
+                m.updated_at = Timestamp::now();
+            }
+            MessageState::Queued | MessageState::Failed => {
+                return Err(transition(m, MessageState::Delivered));
+            }
+        }
+        Ok(m.clone())
+    }
+
+    async fn mark_failed(&self, id: MessageId, reason: &str) -> Result<Message> {
+        let mut st = self.lock();
+        let m = st.message_mut(id)?;
+        match m.state {
+            MessageState::Failed => {}
+            MessageState::Queued | MessageState::Delivering => {
+                m.state = MessageState::Failed;
+                m.reason = Some(reason.to_string());
+                m.updated_at = Timestamp::now();
+            }
+            MessageState::Delivered => return Err(transition(m, MessageState::Failed)),
+        }
+        Ok(m.clone())
+    }
+
+    async fn requeue(&self, id: MessageId, reason: &str) -> Result<Message> {
+        let mut st = self.lock();
+        let m = st.message_mut(id)?;
+        if m.state != MessageState::Delivering {
+            return Err(transition(m, MessageState::Queued));
+        }
+        m.state = MessageState::Queued;
+        m.reason = Some(reason.to_string());
+        m.updated_at = Timestamp::now();
+        Ok(m.clone())
+    }
+
+    async fn fail_pending(&self, target: &SessionId, reason: &str) -> Result<Vec<Message>> {
+        let mut st = self.lock();
+        let now = Timestamp::now();
+        let mut failed = Vec::new();
+        for m in st.messages.values_mut() {
+            if &m.target == target
+                && matches!(m.state, MessageState::Queued | MessageState::Delivering)
+            {
+                m.state = MessageState::Failed;
+                m.reason = Some(reason.to_string());
+                m.updated_at = now;
+                failed.push(m.clone());
+            }
+        }
+        Ok(failed)
+    }
+
+    async fn get_message(&self, id: MessageId) -> Result<Option<Message>> {
+        Ok(self.lock().messages.get(&id).cloned())
+    }
+
+    async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>> {
+        let st = self.lock();
+        let matching = st.messages.values().filter(|m| {
+            filter.target.as_ref().is_none_or(|t| &m.target == t)
+                && (filter.states.is_empty() || filter.states.contains(&m.state))
+        });
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        Ok(matching.take(limit).cloned().collect())
+    }
+
+    async fn acquire_lock(&self, request: &LockRequest) -> Result<Lock> {
+        let mut st = self.lock();
+        if let Some(current) = st.locks.get(&request.workspace) {
+            if current.holder == request.holder {
+                let kind = if current.kind == LockKind::Explicit {
+                    LockKind::Explicit
+                } else {
+                    request.kind
+                };
+                let updated = Lock {
+                    reason: request.reason.clone(),
+                    kind,
+                    ..current.clone()
+                };
+                st.locks.insert(request.workspace.clone(), updated.clone());
+                return Ok(updated);
+            }
+            if st.holder_is_live(&current.holder) {
+                return Err(Error::LockConflict(Box::new(current.clone())));
+            }
+        }
+        let lock = Lock {
+            workspace: request.workspace.clone(),
+            holder: request.holder.clone(),
+            reason: request.reason.clone(),
+            kind: request.kind,
+            acquired_at: Timestamp::now(),
+        };
+        st.locks.insert(request.workspace.clone(), lock.clone());
+        Ok(lock)
+    }
+
+    async fn release_lock(
+        &self,
+        workspace: &Workspace,
+        holder: &SessionId,
+    ) -> Result<Option<Lock>> {
+        let mut st = self.lock();
+        match st.locks.get(workspace) {
+            None => Ok(None),
+            Some(current) if &current.holder != holder => {
+                Err(Error::LockConflict(Box::new(current.clone())))
+            }
+            Some(_) => Ok(st.locks.remove(workspace)),
+        }
+    }
+
+    async fn release_locks_of(
+        &self,
+        holder: &SessionId,
+        kind: Option<LockKind>,
+    ) -> Result<Vec<Lock>> {
+        let mut st = self.lock();
+        let (released, kept): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut st.locks)
+            .into_iter()
+            .partition(|(_, l)| &l.holder == holder && kind.is_none_or(|k| l.kind == k));
+        st.locks = kept;
+        Ok(released.into_values().collect())
+    }
+
+    async fn get_lock(&self, workspace: &Workspace) -> Result<Option<Lock>> {
+        Ok(self.lock().locks.get(workspace).cloned())
+    }
+
+    async fn list_locks(&self) -> Result<Vec<Lock>> {
+        Ok(self.lock().locks.values().cloned().collect())
+    }
+
+    async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event> {
+        let mut st = self.lock();
+        let event = Event {
+            id: EventId(st.events.len() as i64 + 1),
+            at: Timestamp::now(),
+            session: session.cloned(),
+            kind,
+        };
+        st.events.push(event.clone());
+        Ok(event)
+    }
+
+    async fn events(
+        &self,
+        after: Option<EventId>,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let st = self.lock();
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        Ok(st
+            .events
+            .iter()
+            .filter(|e| after.is_none_or(|a| e.id > a))
+            .filter(|e| session.is_none_or(|s| e.session.as_ref() == Some(s)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}

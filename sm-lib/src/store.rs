@@ -1,0 +1,177 @@
+//! The [`MessageStore`] trait: sm's durable state — the message queue, the session
+//! registry, workspace locks and the append-only event log.
+//!
+//! The engine holds one `Arc<dyn MessageStore>`. Implementations: [`crate::MemoryStore`]
+//! (tests, embedding without persistence) and `sm-store-sqlite` (the server's default).
+//! Every implementation must pass [`crate::conformance::store`] (feature `conformance`).
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::types::{
+    DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message, MessageId,
+    MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Workspace,
+};
+
+/// Which messages [`MessageStore::list_messages`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    /// Only messages to this session.
+    pub target: Option<SessionId>,
+    /// Only messages in one of these states (empty: any state).
+    pub states: Vec<MessageState>,
+    /// At most this many (0: no limit).
+    pub limit: usize,
+}
+
+/// Durable state of sm.
+///
+/// # Shared contract
+/// - **Atomic**: every method is one transaction; after an error nothing it was asked to
+///   change has changed.
+/// - **Durable**: when a mutating method returns `Ok`, the change survives the process being
+///   killed (implementations without persistence, like [`crate::MemoryStore`], say so).
+/// - **Safe to share**: any number of tasks may call any method concurrently; implementations
+///   that can be opened by several processes (SQLite) keep these guarantees across processes.
+/// - **Errors**: [`crate::Error::Store`] means the store itself failed (I/O, corruption, busy
+///   past its timeout); the other variants are the specific refusals documented per method.
+/// - **Ordering**: message ids and event ids increase in commit order.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    // ----- session registry -----
+
+    /// Registers a new session.
+    ///
+    /// Errors: [`crate::Error::SessionExists`] when the id is taken (by any session, live or
+    /// not); [`crate::Error::NameTaken`] when a *live* session has the same name.
+    async fn insert_session(&self, session: &Session) -> Result<()>;
+
+    /// The session with this id, if registered (live or not).
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>>;
+
+    /// The *live* session with this name, if any. Dead and stopped sessions keep their name
+    /// for the record but are never found by it.
+    async fn find_live_by_name(&self, name: &SessionName) -> Result<Option<Session>>;
+
+    /// Every registered session, oldest first.
+    async fn list_sessions(&self) -> Result<Vec<Session>>;
+
+    /// Sets a session's status and returns the updated record. Setting the status it already
+    /// has is allowed and leaves `status_changed_at` as it was (idempotent).
+    ///
+    /// Errors: [`crate::Error::SessionNotFound`]; [`crate::Error::NameTaken`] when reviving a
+    /// session (to a live status) whose name another live session took meanwhile.
+    async fn set_status(&self, id: &SessionId, status: SessionStatus) -> Result<Session>;
+
+    /// Gives a session a new name (`None` removes it) and returns the updated record.
+    ///
+    /// Errors: [`crate::Error::SessionNotFound`]; [`crate::Error::NameTaken`] when another
+    /// live session has the name (renaming a session to its own name is a no-op).
+    async fn rename_session(&self, id: &SessionId, name: Option<SessionName>) -> Result<Session>;
+
+    /// Removes a session record and its messages. Only for sessions that are not live:
+    /// a live session is refused with [`crate::Error::InvalidInput`]. Removing an unknown id
+    /// returns `Ok(false)` (idempotent).
+    async fn delete_session(&self, id: &SessionId) -> Result<bool>;
+
+    // ----- message queue -----
+
+    /// Accepts a message in state `Queued` with 0 attempts and returns it with its id.
+    /// Durable before it returns.
+    ///
+    /// Errors: [`crate::Error::SessionNotFound`] when the target is not registered. (Whether
+    /// a registered target may receive messages is the engine's decision, not the store's.)
+    async fn enqueue(&self, message: NewMessage) -> Result<Message>;
+
+    /// Atomically takes the next deliverable message for `target` among `modes`: the oldest
+    /// `Queued` message of the highest-priority mode present (urgent, then important, then
+    /// sequential; FIFO within a mode), moves it to `Delivering`, adds one attempt and
+    /// returns it. `Ok(None)` when there is none.
+    ///
+    /// Exclusive: two concurrent claimers (tasks or processes) never receive the same
+    /// message.
+    async fn claim_next(
+        &self,
+        target: &SessionId,
+        modes: &[DeliveryMode],
+    ) -> Result<Option<Message>>;
+
+    /// Marks a `Delivering` message `Delivered`. Marking a `Delivered` message again is a
+    /// no-op returning it (idempotent).
+    ///
+    /// Errors: [`crate::Error::MessageNotFound`]; [`crate::Error::InvalidTransition`] from
+    /// `Queued` or `Failed`.
+    async fn mark_delivered(&self, id: MessageId) -> Result<Message>;
+
+    /// Marks a `Queued` or `Delivering` message `Failed` with a reason. Failing a `Failed`
+    /// message again is a no-op that keeps the first reason (idempotent).
+    ///
+    /// Errors: [`crate::Error::MessageNotFound`]; [`crate::Error::InvalidTransition`] from
+    /// `Delivered`.
+    async fn mark_failed(&self, id: MessageId, reason: &str) -> Result<Message>;
+
+    /// Returns a `Delivering` message to `Queued` (keeping its id, so its place in FIFO
+    /// order, and its attempt count) with the reason the attempt did not finish. Used when
+    /// the engine knows the text never reached the target.
+    ///
+    /// Errors: [`crate::Error::MessageNotFound`]; [`crate::Error::InvalidTransition`] from
+    /// any state but `Delivering`.
+    async fn requeue(&self, id: MessageId, reason: &str) -> Result<Message>;
+
+    /// Fails every `Queued` and `Delivering` message to `target` with `reason` and returns
+    /// them (the engine tells their senders). Used when a session dies.
+    async fn fail_pending(&self, target: &SessionId, reason: &str) -> Result<Vec<Message>>;
+
+    /// The message with this id, if any.
+    async fn get_message(&self, id: MessageId) -> Result<Option<Message>>;
+
+    /// Messages matching `filter`, in id order.
+    async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>>;
+
+    // ----- locks -----
+
+    /// Takes the lock on `request.workspace` for `request.holder`.
+    ///
+    /// - Unlocked, or locked by a session that is no longer live (or no longer registered):
+    ///   the lock is taken and returned.
+    /// - Already held by the same holder: the reason and kind are updated and the original
+    ///   `acquired_at` is kept (idempotent). An explicit lock is never downgraded to auto.
+    /// - Held by another live session: [`crate::Error::LockConflict`] with the current lock.
+    async fn acquire_lock(&self, request: &LockRequest) -> Result<Lock>;
+
+    /// Releases `holder`'s lock on `workspace`. `Ok(None)` when the workspace is not locked
+    /// (idempotent); `Ok(Some(lock))` with the released lock.
+    ///
+    /// Errors: [`crate::Error::LockConflict`] when another session holds it (it stays held).
+    async fn release_lock(&self, workspace: &Workspace, holder: &SessionId)
+    -> Result<Option<Lock>>;
+
+    /// Releases every lock `holder` has — only those of `kind` when given — and returns
+    /// them. Used at turn end (auto locks) and when a session dies (all).
+    async fn release_locks_of(
+        &self,
+        holder: &SessionId,
+        kind: Option<LockKind>,
+    ) -> Result<Vec<Lock>>;
+
+    /// The current lock on `workspace`, if any (whether or not its holder is live).
+    async fn get_lock(&self, workspace: &Workspace) -> Result<Option<Lock>>;
+
+    /// Every current lock, ordered by workspace.
+    async fn list_locks(&self) -> Result<Vec<Lock>>;
+
+    // ----- event log -----
+
+    /// Appends an event stamped now and returns it with its id. Append-only: events are
+    /// never changed or reordered.
+    async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event>;
+
+    /// Events with id greater than `after` (all when `None`), oldest first, at most `limit`
+    /// (0: no limit), optionally only those about `session`.
+    async fn events(
+        &self,
+        after: Option<EventId>,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>>;
+}

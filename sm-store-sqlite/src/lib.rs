@@ -1,0 +1,875 @@
+//! # sm-store-sqlite — sm's durable state in one SQLite file
+//!
+//! [`SqliteStore`] implements [`sm_lib::MessageStore`]: the message queue, the session
+//! registry, workspace locks and the event log, in one database file (`sm.db` in the state
+//! dir). The server uses it by default; embedders can too.
+//!
+//! How it keeps the store contract:
+//! - **Durable**: WAL journal with `synchronous = FULL`, so a write that returned survives
+//!   the process being killed and the machine losing power.
+//! - **Fast while durable**: every write goes to one writer thread that commits concurrent
+//!   writes together (group commit): each caller still gets its own savepoint, so one
+//!   refused write never undoes another, and nobody is answered before the commit that holds
+//!   their change is on disk.
+//! - **Off the runtime**: the writer is a plain thread and reads run in
+//!   `tokio::task::spawn_blocking`; no SQLite call blocks an async worker.
+//! - **Several processes**: writes take SQLite's write lock with `BEGIN IMMEDIATE` and wait
+//!   up to `busy_timeout` for another process; claims happen inside that lock, so they stay
+//!   exclusive across processes.
+//! - **Migrations**: the schema version lives in `PRAGMA user_version`; opening a database
+//!   applies the missing migrations in one transaction and refuses a database written by a
+//!   newer sm.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use sm_lib::{
+    DeliveryMode, Error, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
+    MessageFilter, MessageId, MessageState, MessageStore, NewMessage, Result, Session, SessionId,
+    SessionName, SessionStatus, Timestamp, Workspace,
+};
+
+/// How long a write waits for another process holding SQLite's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most writes committed together in one transaction.
+const MAX_BATCH: usize = 512;
+
+type Finish = Box<dyn FnOnce(Option<String>) + Send>;
+/// A write: run with the writer's connection inside the batch transaction, or with the
+/// reason the transaction could not start. Returns whether it succeeded and how to answer
+/// its caller once the batch's fate is known.
+type WriteJob = Box<dyn FnOnce(std::result::Result<&Connection, String>) -> (bool, Finish) + Send>;
+
+/// A [`MessageStore`] in a SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn sql_error(what: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |e| Error::store(what.to_string(), e)
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| Error::store(format!("cannot open the database {}", path.display()), e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sql_error("set busy_timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_error("enable WAL"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_error("set synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql_error("enable foreign keys"))?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, creating its parent directory and
+    /// applying migrations. Runs the blocking work off the async runtime.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(|e| Error::store("open task failed", e))?
+    }
+
+    /// [`SqliteStore::open`] for synchronous callers (not on an async runtime thread).
+    pub fn open_blocking(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::store(format!("cannot create {}", parent.display()), e))?;
+        }
+        let mut writer = connect(path)?;
+        schema::migrate(&mut writer)?;
+        let reader = connect(path)?;
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("sm-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| Error::store("cannot start the writer thread", e))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(Some(tx)),
+                reader: Arc::new(Mutex::new(reader)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in the writer's transaction; answers after the commit that holds it.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = match conn {
+                Ok(conn) => f(conn),
+                Err(message) => Err(Error::Store {
+                    message,
+                    source: None,
+                }),
+            };
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |commit_error| {
+                let answer = match commit_error {
+                    Some(message) if ok => Err(Error::Store {
+                        message: format!("commit failed: {message}"),
+                        source: None,
+                    }),
+                    _ => result,
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, finish)
+        });
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::Closed("the SQLite store"))?;
+        sender
+            .send(job)
+            .map_err(|_| Error::Closed("the SQLite writer"))?;
+        rx.await.map_err(|_| Error::Closed("the SQLite writer"))?
+    }
+
+    /// Runs `f` on the read connection, off the runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reader = self.inner.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| Error::store("read task failed", e))?
+    }
+}
+
+/// Commits batches of writes: each job in its own savepoint, the batch in one transaction.
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "SQLite: cannot begin a write transaction");
+            let message = format!("cannot begin a write transaction: {e}");
+            for job in batch {
+                let (_, finish) = job(Err(message.clone()));
+                finish(None);
+            }
+            continue;
+        }
+        let mut finishes = Vec::with_capacity(batch.len());
+        for job in batch {
+            finishes.push(run_job(&conn, job).1);
+        }
+        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+            tracing::error!(error = %e, "SQLite: commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        for finish in finishes {
+            finish(commit_error.clone());
+        }
+    }
+}
+
+fn run_job(conn: &Connection, job: WriteJob) -> (bool, Finish) {
+    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        return job(Err(format!("cannot open a savepoint: {e}")));
+    }
+    let (ok, finish) = job(Ok(conn));
+    if !ok {
+        // Undo whatever the refused write did, leaving the rest of the batch intact.
+        let _ = conn.execute_batch("ROLLBACK TO job");
+    }
+    let _ = conn.execute_batch("RELEASE job");
+    (ok, finish)
+}
+
+// ----- row mapping -----
+
+fn parse_col<T: std::str::FromStr<Err = Error>>(row: &Row<'_>, idx: &str) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: Error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn path_to_blob(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+fn blob_to_path(b: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(b))
+}
+
+const SESSION_COLUMNS: &str =
+    "id, name, parent, agent, model, working_dir, status, created_at, status_changed_at";
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    let name: Option<String> = row.get("name")?;
+    let parent: Option<String> = row.get("parent")?;
+    let conv = |e: Error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    };
+    Ok(Session {
+        id: parse_col(row, "id")?,
+        name: name
+            .map(|n| n.parse::<SessionName>())
+            .transpose()
+            .map_err(conv)?,
+        parent: parent
+            .map(|p| p.parse::<SessionId>())
+            .transpose()
+            .map_err(conv)?,
+        agent: parse_col(row, "agent")?,
+        model: row.get("model")?,
+        working_dir: blob_to_path(row.get("working_dir")?),
+        status: parse_col(row, "status")?,
+        created_at: Timestamp(row.get("created_at")?),
+        status_changed_at: Timestamp(row.get("status_changed_at")?),
+    })
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, target, sender, text, mode, state, attempts, reason, created_at, updated_at";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let sender: Option<String> = row.get("sender")?;
+    Ok(Message {
+        id: MessageId(row.get("id")?),
+        target: parse_col(row, "target")?,
+        sender: sender
+            .map(|s| s.parse::<SessionId>())
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+        text: row.get("text")?,
+        mode: parse_col(row, "mode")?,
+        state: parse_col(row, "state")?,
+        attempts: row.get("attempts")?,
+        reason: row.get("reason")?,
+        created_at: Timestamp(row.get("created_at")?),
+        updated_at: Timestamp(row.get("updated_at")?),
+    })
+}
+
+fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<Lock> {
+    Ok(Lock {
+        workspace: Workspace(blob_to_path(row.get("workspace")?)),
+        holder: parse_col(row, "holder")?,
+        reason: row.get("reason")?,
+        kind: parse_col(row, "kind")?,
+        acquired_at: Timestamp(row.get("acquired_at")?),
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let session: Option<String> = row.get("session")?;
+    let data: String = row.get("data")?;
+    let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Event {
+        id: EventId(row.get("id")?),
+        at: Timestamp(row.get("at")?),
+        session: session
+            .map(|s| s.parse::<SessionId>())
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+        kind,
+    })
+}
+
+// ----- queries used inside write transactions -----
+
+fn get_session_tx(conn: &Connection, id: &SessionId) -> Result<Option<Session>> {
+    conn.query_row(
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
+        [id.as_str()],
+        session_from_row,
+    )
+    .optional()
+    .map_err(sql_error("read session"))
+}
+
+fn require_session(conn: &Connection, id: &SessionId) -> Result<Session> {
+    get_session_tx(conn, id)?.ok_or_else(|| Error::SessionNotFound(id.to_string()))
+}
+
+fn live_holder_of_name(
+    conn: &Connection,
+    name: &SessionName,
+    except: &SessionId,
+) -> Result<Option<SessionId>> {
+    let id: Option<String> = conn
+        .query_row(
+            "SELECT id FROM sessions WHERE name = ?1 AND id != ?2 \
+             AND status NOT IN ('stopped', 'dead') LIMIT 1",
+            params![name.as_str(), except.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_error("check name"))?;
+    id.map(|s| s.parse()).transpose()
+}
+
+fn check_name_free(conn: &Connection, name: &SessionName, except: &SessionId) -> Result<()> {
+    match live_holder_of_name(conn, name, except)? {
+        Some(holder) => Err(Error::NameTaken {
+            name: name.clone(),
+            holder,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn get_message_tx(conn: &Connection, id: MessageId) -> Result<Message> {
+    conn.query_row(
+        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
+        [id.0],
+        message_from_row,
+    )
+    .optional()
+    .map_err(sql_error("read message"))?
+    .ok_or(Error::MessageNotFound(id))
+}
+
+fn set_message_state(
+    conn: &Connection,
+    id: MessageId,
+    state: MessageState,
+    reason: Option<&str>,
+) -> Result<Message> {
+    conn.execute(
+        "UPDATE messages SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4 \
+         WHERE id = ?1",
+        params![id.0, state.as_str(), reason, Timestamp::now().0],
+    )
+    .map_err(sql_error("update message"))?;
+    get_message_tx(conn, id)
+}
+
+fn invalid(m: &Message, to: MessageState) -> Error {
+    Error::InvalidTransition {
+        message: m.id,
+        from: m.state,
+        to,
+    }
+}
+
+fn get_lock_tx(conn: &Connection, workspace: &Workspace) -> Result<Option<Lock>> {
+    conn.query_row(
+        "SELECT workspace, holder, reason, kind, acquired_at FROM locks WHERE workspace = ?1",
+        [path_to_blob(&workspace.0)],
+        lock_from_row,
+    )
+    .optional()
+    .map_err(sql_error("read lock"))
+}
+
+fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    what: &str,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error(what))?;
+    let rows = stmt
+        .query_map(params, map)
+        .map_err(sql_error(what))?
+        .collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(sql_error(what))?;
+    Ok(rows)
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn insert_session(&self, session: &Session) -> Result<()> {
+        let s = session.clone();
+        self.write(move |conn| {
+            if get_session_tx(conn, &s.id)?.is_some() {
+                return Err(Error::SessionExists(s.id.clone()));
+            }
+            if let (Some(name), true) = (&s.name, s.status.is_live()) {
+                check_name_free(conn, name, &s.id)?;
+            }
+            conn.execute(
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    s.id.as_str(),
+                    s.name.as_ref().map(|n| n.as_str()),
+                    s.parent.as_ref().map(|p| p.as_str()),
+                    s.agent.as_str(),
+                    s.model,
+                    path_to_blob(&s.working_dir),
+                    s.status.as_str(),
+                    s.created_at.0,
+                    s.status_changed_at.0,
+                ],
+            )
+            .map_err(sql_error("insert session"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>> {
+        let id = id.clone();
+        self.read(move |conn| get_session_tx(conn, &id)).await
+    }
+
+    async fn find_live_by_name(&self, name: &SessionName) -> Result<Option<Session>> {
+        let name = name.clone();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE name = ?1 \
+                     AND status NOT IN ('stopped', 'dead')"
+                ),
+                [name.as_str()],
+                session_from_row,
+            )
+            .optional()
+            .map_err(sql_error("find session by name"))
+        })
+        .await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        self.read(|conn| {
+            collect(
+                conn,
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY rowid"),
+                [],
+                session_from_row,
+                "list sessions",
+            )
+        })
+        .await
+    }
+
+    async fn set_status(&self, id: &SessionId, status: SessionStatus) -> Result<Session> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let current = require_session(conn, &id)?;
+            if current.status == status {
+                return Ok(current);
+            }
+            if status.is_live() && !current.status.is_live() {
+                if let Some(name) = &current.name {
+                    check_name_free(conn, name, &id)?;
+                }
+            }
+            conn.execute(
+                "UPDATE sessions SET status = ?2, status_changed_at = ?3 WHERE id = ?1",
+                params![id.as_str(), status.as_str(), Timestamp::now().0],
+            )
+            .map_err(sql_error("update status"))?;
+            require_session(conn, &id)
+        })
+        .await
+    }
+
+    async fn rename_session(&self, id: &SessionId, name: Option<SessionName>) -> Result<Session> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let current = require_session(conn, &id)?;
+            if let (Some(name), true) = (&name, current.status.is_live()) {
+                check_name_free(conn, name, &id)?;
+            }
+            conn.execute(
+                "UPDATE sessions SET name = ?2 WHERE id = ?1",
+                params![id.as_str(), name.as_ref().map(|n| n.as_str())],
+            )
+            .map_err(sql_error("rename session"))?;
+            require_session(conn, &id)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> Result<bool> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let Some(current) = get_session_tx(conn, &id)? else {
+                return Ok(false);
+            };
+            if current.status.is_live() {
+                return Err(Error::InvalidInput(format!(
+                    "session {id} is still live; kill it before deleting it"
+                )));
+            }
+            conn.execute("DELETE FROM messages WHERE target = ?1", [id.as_str()])
+                .map_err(sql_error("delete messages"))?;
+            conn.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+                .map_err(sql_error("delete session"))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn enqueue(&self, message: NewMessage) -> Result<Message> {
+        self.write(move |conn| {
+            require_session(conn, &message.target)?;
+            let now = Timestamp::now().0;
+            conn.execute(
+                "INSERT INTO messages (target, sender, text, mode, priority, state, attempts, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6)",
+                params![
+                    message.target.as_str(),
+                    message.sender.as_ref().map(|s| s.as_str()),
+                    message.text,
+                    message.mode.as_str(),
+                    message.mode.priority(),
+                    now,
+                ],
+            )
+            .map_err(sql_error("enqueue"))?;
+            get_message_tx(conn, MessageId(conn.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn claim_next(
+        &self,
+        target: &SessionId,
+        modes: &[DeliveryMode],
+    ) -> Result<Option<Message>> {
+        if modes.is_empty() {
+            return Ok(None);
+        }
+        // Priorities come from our own enum, never from input, so inlining them is safe.
+        let priorities = modes
+            .iter()
+            .map(|m| m.priority().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let target = target.clone();
+        self.write(move |conn| {
+            conn.query_row(
+                &format!(
+                    "UPDATE messages SET state = 'delivering', attempts = attempts + 1, \
+                     updated_at = ?2 WHERE id = (SELECT id FROM messages WHERE target = ?1 \
+                     AND state = 'queued' AND priority IN ({priorities}) \
+                     ORDER BY priority DESC, id LIMIT 1) RETURNING {MESSAGE_COLUMNS}"
+                ),
+                params![target.as_str(), Timestamp::now().0],
+                message_from_row,
+            )
+            .optional()
+            .map_err(sql_error("claim"))
+        })
+        .await
+    }
+
+    async fn mark_delivered(&self, id: MessageId) -> Result<Message> {
+        self.write(move |conn| {
+            let m = get_message_tx(conn, id)?;
+            match m.state {
+                MessageState::Delivered => Ok(m),
+                MessageState::Delivering => {
+                    set_message_state(conn, id, MessageState::Delivered, None)
+                }
+                _ => Err(invalid(&m, MessageState::Delivered)),
+            }
+        })
+        .await
+    }
+
+    async fn mark_failed(&self, id: MessageId, reason: &str) -> Result<Message> {
+        let reason = reason.to_string();
+        self.write(move |conn| {
+            let m = get_message_tx(conn, id)?;
+            match m.state {
+                MessageState::Failed => Ok(m),
+                MessageState::Queued | MessageState::Delivering => {
+                    set_message_state(conn, id, MessageState::Failed, Some(&reason))
+                }
+                MessageState::Delivered => Err(invalid(&m, MessageState::Failed)),
+            }
+        })
+        .await
+    }
+
+    async fn requeue(&self, id: MessageId, reason: &str) -> Result<Message> {
+        let reason = reason.to_string();
+        self.write(move |conn| {
+            let m = get_message_tx(conn, id)?;
+            if m.state != MessageState::Delivering {
+                return Err(invalid(&m, MessageState::Queued));
+            }
+            set_message_state(conn, id, MessageState::Queued, Some(&reason))
+        })
+        .await
+    }
+
+    async fn fail_pending(&self, target: &SessionId, reason: &str) -> Result<Vec<Message>> {
+        let target = target.clone();
+        let reason = reason.to_string();
+        self.write(move |conn| {
+            collect(
+                conn,
+                &format!(
+                    "UPDATE messages SET state = 'failed', reason = ?2, updated_at = ?3 \
+                     WHERE target = ?1 AND state IN ('queued', 'delivering') \
+                     RETURNING {MESSAGE_COLUMNS}"
+                ),
+                params![target.as_str(), reason, Timestamp::now().0],
+                message_from_row,
+                "fail pending messages",
+            )
+        })
+        .await
+    }
+
+    async fn get_message(&self, id: MessageId) -> Result<Option<Message>> {
+        self.read(move |conn| match get_message_tx(conn, id) {
+            Ok(m) => Ok(Some(m)),
+            Err(Error::MessageNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<Message>> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let states = filter
+                .states
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect::<Vec<_>>()
+                .join(",");
+            let state_clause = if states.is_empty() {
+                String::new()
+            } else {
+                format!("AND state IN ({states})")
+            };
+            let limit = if filter.limit == 0 {
+                -1
+            } else {
+                filter.limit as i64
+            };
+            collect(
+                conn,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE (?1 IS NULL OR target = ?1) {state_clause} ORDER BY id LIMIT ?2"
+                ),
+                params![filter.target.as_ref().map(|t| t.as_str()), limit],
+                message_from_row,
+                "list messages",
+            )
+        })
+        .await
+    }
+
+    async fn acquire_lock(&self, request: &LockRequest) -> Result<Lock> {
+        let req = request.clone();
+        self.write(move |conn| {
+            let ws = path_to_blob(&req.workspace.0);
+            if let Some(current) = get_lock_tx(conn, &req.workspace)? {
+                if current.holder == req.holder {
+                    let kind = if current.kind == LockKind::Explicit {
+                        LockKind::Explicit
+                    } else {
+                        req.kind
+                    };
+                    conn.execute(
+                        "UPDATE locks SET reason = ?2, kind = ?3 WHERE workspace = ?1",
+                        params![ws, req.reason, kind.as_str()],
+                    )
+                    .map_err(sql_error("update lock"))?;
+                    return Ok(Lock {
+                        reason: req.reason,
+                        kind,
+                        ..current
+                    });
+                }
+                let holder_live =
+                    get_session_tx(conn, &current.holder)?.is_some_and(|s| s.status.is_live());
+                if holder_live {
+                    return Err(Error::LockConflict(Box::new(current)));
+                }
+            }
+            let lock = Lock {
+                workspace: req.workspace,
+                holder: req.holder,
+                reason: req.reason,
+                kind: req.kind,
+                acquired_at: Timestamp::now(),
+            };
+            conn.execute(
+                "INSERT OR REPLACE INTO locks (workspace, holder, reason, kind, acquired_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    ws,
+                    lock.holder.as_str(),
+                    lock.reason,
+                    lock.kind.as_str(),
+                    lock.acquired_at.0
+                ],
+            )
+            .map_err(sql_error("take lock"))?;
+            Ok(lock)
+        })
+        .await
+    }
+
+    async fn release_lock(
+        &self,
+        workspace: &Workspace,
+        holder: &SessionId,
+    ) -> Result<Option<Lock>> {
+        let workspace = workspace.clone();
+        let holder = holder.clone();
+        self.write(move |conn| match get_lock_tx(conn, &workspace)? {
+            None => Ok(None),
+            Some(current) if current.holder != holder => {
+                Err(Error::LockConflict(Box::new(current)))
+            }
+            Some(current) => {
+                conn.execute(
+                    "DELETE FROM locks WHERE workspace = ?1",
+                    [path_to_blob(&workspace.0)],
+                )
+                .map_err(sql_error("release lock"))?;
+                Ok(Some(current))
+            }
+        })
+        .await
+    }
+
+    async fn release_locks_of(
+        &self,
+        holder: &SessionId,
+        kind: Option<LockKind>,
+    ) -> Result<Vec<Lock>> {
+        let holder = holder.clone();
+        self.write(move |conn| {
+            collect(
+                conn,
+                "DELETE FROM locks WHERE holder = ?1 AND (?2 IS NULL OR kind = ?2) \
+                 RETURNING workspace, holder, reason, kind, acquired_at",
+                params![holder.as_str(), kind.map(|k| k.as_str())],
+                lock_from_row,
+                "release locks",
+            )
+        })
+        .await
+    }
+
+    async fn get_lock(&self, workspace: &Workspace) -> Result<Option<Lock>> {
+        let workspace = workspace.clone();
+        self.read(move |conn| get_lock_tx(conn, &workspace)).await
+    }
+
+    async fn list_locks(&self) -> Result<Vec<Lock>> {
+        self.read(|conn| {
+            collect(
+                conn,
+                "SELECT workspace, holder, reason, kind, acquired_at FROM locks ORDER BY workspace",
+                [],
+                lock_from_row,
+                "list locks",
+            )
+        })
+        .await
+    }
+
+    async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event> {
+        let session = session.cloned();
+        self.write(move |conn| {
+            let data =
+                serde_json::to_string(&kind).map_err(|e| Error::store("serialise event", e))?;
+            let at = Timestamp::now();
+            conn.execute(
+                "INSERT INTO events (at, session, kind, data) VALUES (?1, ?2, ?3, ?4)",
+                params![at.0, session.as_ref().map(|s| s.as_str()), kind.tag(), data],
+            )
+            .map_err(sql_error("append event"))?;
+            Ok(Event {
+                id: EventId(conn.last_insert_rowid()),
+                at,
+                session,
+                kind,
+            })
+        })
+        .await
+    }
+
+    async fn events(
+        &self,
+        after: Option<EventId>,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let session = session.cloned();
+        self.read(move |conn| {
+            let limit = if limit == 0 { -1 } else { limit as i64 };
+            collect(
+                conn,
+                "SELECT id, at, session, data FROM events WHERE id > ?1 \
+                 AND (?2 IS NULL OR session = ?2) ORDER BY id LIMIT ?3",
+                params![
+                    after.map(|a| a.0).unwrap_or(0),
+                    session.as_ref().map(|s| s.as_str()),
+                    limit
+                ],
+                event_from_row,
+                "read events",
+            )
+        })
+        .await
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping the sender ends the writer thread once it has committed what it holds.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
