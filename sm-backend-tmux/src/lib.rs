@@ -1,1 +1,613 @@
-//! placeholder
+//! # sm-backend-tmux — agents' terminals as tmux windows
+//!
+//! [`TmuxBackend`] implements [`sm_lib::TerminalBackend`] over tmux, the primary backend:
+//! agents survive a restart of the sm server, and a human can attach to any of them.
+//!
+//! Layout: sm runs its own tmux server (`tmux -L <socket>`, default `sm`), so it never
+//! touches the user's tmux. In it, one tmux session (named like the socket) holds one window
+//! per agent, named by the agent's session id, plus a small keep-alive window so the session
+//! outlives its last agent.
+//!
+//! Events come from **one** control-mode client attached to that session: tmux pushes
+//! `%output` for every pane and `%window-close` when an agent's window goes away, so idle
+//! agents cost nothing — there is no `capture-pane` loop. Output notifications are
+//! coalesced (a burst becomes one event per window every few milliseconds).
+//!
+//! Input: single short lines go in with `send-keys -l` (literal, never parsed as key
+//! names); multi-line or long text goes through `load-buffer` + `paste-buffer -p`, which
+//! tmux wraps in bracketed paste when the agent enabled it. Keys (Enter, Escape, …) are
+//! always separate `send-keys`. A pane in copy-mode is taken out of it before any input.
+//!
+//! Every tmux command is an argv (no shell sees user text), run as a child process on the
+//! async runtime. The tmux version is checked at run time; 3.0 or newer is required.
+
+mod control;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sm_lib::{BackendEvent, Error, Key, Result, SessionId, SpawnSpec, TerminalBackend};
+use tokio::sync::broadcast;
+
+/// Text longer than this (in bytes) is pasted rather than typed.
+const PASTE_THRESHOLD: usize = 512;
+/// Name of the window that keeps sm's tmux session alive while it has no agents.
+const KEEPALIVE_WINDOW: &str = "sm-keepalive";
+/// Lines of scrollback kept per agent.
+const HISTORY_LIMIT: u32 = 10_000;
+
+/// The oldest tmux sm works with: `new-window -e`, and command arguments passed as an argv.
+pub const MIN_VERSION: (u32, u32) = (3, 0);
+
+/// A tmux version as reported by `tmux -V`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TmuxVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl TmuxVersion {
+    /// Parses `tmux -V` output such as `tmux 3.3a`, `tmux 3.4`, `tmux next-3.5`. Builds from
+    /// the development branch (`tmux master`) count as new enough.
+    pub fn parse(output: &str) -> Option<TmuxVersion> {
+        let word = output.split_whitespace().nth(1)?;
+        if word == "master" {
+            return Some(TmuxVersion {
+                major: u32::MAX,
+                minor: 0,
+            });
+        }
+        let word = word.trim_start_matches("next-");
+        let mut parts = word.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor_text: String = parts
+            .next()
+            .unwrap_or("0")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let minor = minor_text.parse().unwrap_or(0);
+        Some(TmuxVersion { major, minor })
+    }
+}
+
+/// The tmux terminal backend.
+#[derive(Clone)]
+pub struct TmuxBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    socket: String,
+    session: String,
+    version: TmuxVersion,
+    events: broadcast::Sender<BackendEvent>,
+    /// Pane id (`%N`) and window id (`@N`) of each agent, to name events and targets.
+    ids: Arc<Mutex<control::IdMap>>,
+    control: tokio::sync::Mutex<Option<control::ControlClient>>,
+    paste_dir: tempfile::TempDir,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.control.try_lock() {
+            guard.take();
+        }
+    }
+}
+
+fn tmux_missing(e: &std::io::Error) -> Error {
+    Error::backend_msg(format!(
+        "cannot run tmux ({e}): install tmux 3.0 or newer (e.g. `apt-get install tmux` or \
+         `brew install tmux`), or set `terminal.backend: pty` to run agents without tmux"
+    ))
+}
+
+impl TmuxBackend {
+    /// A backend on tmux socket `socket` (`tmux -L socket`). Checks that tmux is installed
+    /// and new enough; starts nothing until the first agent is created.
+    pub async fn new(socket: impl Into<String>) -> Result<Self> {
+        let socket = socket.into();
+        if socket.is_empty() || socket.contains('/') {
+            return Err(Error::InvalidInput(format!(
+                "invalid tmux socket name {socket:?}: use a plain name without '/'"
+            )));
+        }
+        let out = tokio::process::Command::new("tmux")
+            .arg("-V")
+            .env_remove("TMUX")
+            .output()
+            .await
+            .map_err(|e| tmux_missing(&e))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let version = TmuxVersion::parse(&text).ok_or_else(|| {
+            Error::backend_msg(format!("cannot read the tmux version from {text:?}"))
+        })?;
+        if (version.major, version.minor) < MIN_VERSION {
+            return Err(Error::backend_msg(format!(
+                "{} is too old: sm needs tmux {}.{} or newer; upgrade tmux or set \
+                 `terminal.backend: pty`",
+                text.trim(),
+                MIN_VERSION.0,
+                MIN_VERSION.1
+            )));
+        }
+        let paste_dir = tempfile::Builder::new()
+            .prefix("sm-tmux-paste-")
+            .tempdir()
+            .map_err(|e| Error::backend("cannot create a directory for paste buffers", e))?;
+        let (events, _) = broadcast::channel(4096);
+        let backend = TmuxBackend {
+            inner: Arc::new(Inner {
+                session: socket.clone(),
+                socket,
+                version,
+                events,
+                ids: Arc::new(Mutex::new(control::IdMap::default())),
+                control: tokio::sync::Mutex::new(None),
+                paste_dir,
+            }),
+        };
+        // Re-attach to a tmux server that outlived an earlier sm, so its agents' events flow.
+        if backend.session_exists().await? {
+            backend.ensure_control().await?;
+        }
+        Ok(backend)
+    }
+
+    /// The tmux version found.
+    pub fn version(&self) -> TmuxVersion {
+        self.inner.version
+    }
+
+    /// The tmux socket name.
+    pub fn socket(&self) -> &str {
+        &self.inner.socket
+    }
+
+    /// Stops sm's tmux server and every agent in it. For tests and uninstalling; a normal
+    /// shutdown leaves agents running.
+    pub async fn kill_server(&self) -> Result<()> {
+        self.inner.control.lock().await.take();
+        let _ = self.tmux(&["kill-server"]).await;
+        Ok(())
+    }
+
+    /// Runs one tmux command on sm's socket; returns stdout, or the tmux error.
+    async fn tmux(&self, args: &[&str]) -> Result<String> {
+        let out = tokio::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.inner.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| tmux_missing(&e))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(TmuxFailure(String::from_utf8_lossy(&out.stderr).trim().to_string()).into())
+        }
+    }
+
+    async fn session_exists(&self) -> Result<bool> {
+        match self
+            .tmux(&["has-session", "-t", &format!("={}", self.inner.session)])
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::Backend { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts sm's tmux server and session if needed, and the control client.
+    async fn ensure_started(&self) -> Result<()> {
+        if !self.session_exists().await? {
+            let size_x = "200";
+            let size_y = "50";
+            let created = self
+                .tmux(&[
+                    "new-session",
+                    "-d",
+                    "-s",
+                    &self.inner.session,
+                    "-n",
+                    KEEPALIVE_WINDOW,
+                    "-x",
+                    size_x,
+                    "-y",
+                    size_y,
+                    "cat",
+                    "-",
+                ])
+                .await;
+            // Another sm process may have created it at the same moment: fine if it exists.
+            if let Err(e) = created {
+                if !self.session_exists().await? {
+                    return Err(e);
+                }
+            }
+            let history = HISTORY_LIMIT.to_string();
+            for (scope, option, value) in [
+                ("-g", "history-limit", history.as_str()),
+                ("-g", "remain-on-exit", "off"),
+                ("-s", "exit-empty", "off"),
+                ("-s", "escape-time", "10"),
+            ] {
+                self.tmux(&["set-option", scope, option, value]).await?;
+            }
+        }
+        self.ensure_control().await
+    }
+
+    async fn ensure_control(&self) -> Result<()> {
+        let mut control = self.inner.control.lock().await;
+        if control.as_mut().is_some_and(|c| c.is_running()) {
+            return Ok(());
+        }
+        self.refresh_ids().await?;
+        *control = Some(control::ControlClient::start(
+            &self.inner.socket,
+            &self.inner.session,
+            self.inner.ids.clone(),
+            self.inner.events.clone(),
+        )?);
+        Ok(())
+    }
+
+    /// Rebuilds the id map from tmux's window list.
+    async fn refresh_ids(&self) -> Result<Vec<SessionId>> {
+        let listing = match self
+            .tmux(&[
+                "list-panes",
+                "-s",
+                "-t",
+                &format!("={}", self.inner.session),
+                "-F",
+                "#{window_name} #{window_id} #{pane_id} #{pane_dead}",
+            ])
+            .await
+        {
+            Ok(text) => text,
+            Err(Error::Backend { .. }) => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut live = Vec::new();
+        let mut map = control::IdMap::default();
+        for line in listing.lines() {
+            let mut parts = line.split(' ');
+            let (Some(name), Some(window), Some(pane), dead) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(id) = name.parse::<SessionId>() else {
+                continue;
+            };
+            map.insert(id.clone(), window.to_string(), pane.to_string());
+            if dead != Some("1") {
+                live.push(id);
+            }
+        }
+        *self.inner.ids.lock().unwrap_or_else(|e| e.into_inner()) = map;
+        Ok(live)
+    }
+
+    /// The pane of a live agent window, or `SessionNotFound`.
+    async fn pane(&self, id: &SessionId) -> Result<String> {
+        let known = self
+            .inner
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pane_of(id);
+        if let Some(pane) = known {
+            return Ok(pane);
+        }
+        self.refresh_ids().await?;
+        self.inner
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pane_of(id)
+            .ok_or_else(|| Error::SessionNotFound(id.to_string()))
+    }
+
+    /// Runs a command on an agent's pane, turning "pane is gone" into `SessionNotFound`.
+    async fn on_pane(&self, id: &SessionId, args: &[&str]) -> Result<String> {
+        match self.tmux(args).await {
+            Err(Error::Backend { message, .. })
+                if message.contains("can't find") || message.contains("no server") =>
+            {
+                self.inner
+                    .ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(id);
+                Err(Error::SessionNotFound(id.to_string()))
+            }
+            other => other,
+        }
+    }
+
+    /// Takes the pane out of copy-mode (or any other mode) so keys reach the program.
+    fn leave_mode_args(pane: &str) -> Vec<String> {
+        vec![
+            "if-shell".into(),
+            "-F".into(),
+            "-t".into(),
+            pane.into(),
+            "#{pane_in_mode}".into(),
+            format!("send-keys -X -t {pane} cancel"),
+            ";".into(),
+        ]
+    }
+
+    async fn paste(&self, id: &SessionId, pane: &str, text: &str) -> Result<()> {
+        let buffer = format!("sm-{}", uuid_like());
+        let file = self.inner.paste_dir.path().join(&buffer);
+        write_private(&file, text.as_bytes())?;
+        let file_arg = file.to_string_lossy().into_owned();
+        let mut args = Self::leave_mode_args(pane);
+        args.extend(
+            [
+                "load-buffer",
+                "-b",
+                &buffer,
+                &file_arg,
+                ";",
+                "paste-buffer",
+                "-p",
+                "-d",
+                "-b",
+                &buffer,
+                "-t",
+                pane,
+            ]
+            .map(String::from),
+        );
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let result = self.on_pane(id, &argv).await;
+        let _ = std::fs::remove_file(&file);
+        result.map(drop)
+    }
+}
+
+/// A tmux command failed; carries its stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("tmux: {0}")]
+struct TmuxFailure(String);
+
+impl From<TmuxFailure> for Error {
+    fn from(f: TmuxFailure) -> Error {
+        Error::Backend {
+            message: f.to_string(),
+            source: None,
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    SessionId::new_random().to_string()
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::backend("cannot write a paste buffer", e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::backend("cannot write a paste buffer", e))
+}
+
+fn key_name(key: Key) -> &'static str {
+    match key {
+        Key::Enter => "Enter",
+        Key::Escape => "Escape",
+        Key::CtrlC => "C-c",
+        Key::CtrlU => "C-u",
+        Key::Tab => "Tab",
+        Key::Backspace => "BSpace",
+        Key::Up => "Up",
+        Key::Down => "Down",
+    }
+}
+
+/// Trims rows and drops trailing blank rows.
+fn tidy(text: &str, keep_trailing_blank: bool) -> Vec<String> {
+    let mut rows: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+    if !keep_trailing_blank {
+        while rows.last().is_some_and(String::is_empty) {
+            rows.pop();
+        }
+    }
+    rows
+}
+
+#[async_trait]
+impl TerminalBackend for TmuxBackend {
+    fn name(&self) -> &'static str {
+        "tmux"
+    }
+
+    async fn create(&self, spec: &SpawnSpec) -> Result<()> {
+        sm_lib::backend::check_spawn_spec(spec)?;
+        self.ensure_started().await?;
+        if self.pane(&spec.id).await.is_ok() && self.is_alive(&spec.id).await? {
+            return Err(Error::SessionExists(spec.id.clone()));
+        }
+        let cwd = spec.cwd.to_string_lossy().into_owned();
+        let name = spec.id.to_string();
+        let mut args: Vec<String> = [
+            "new-window",
+            "-d",
+            "-t",
+            &format!("={}:", self.inner.session),
+            "-n",
+            &name,
+            "-c",
+            &cwd,
+            "-P",
+            "-F",
+            "#{window_id} #{pane_id}",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (k, v) in &spec.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        // tmux hands a lone command argument to `sh -c`; with two or more it execs them
+        // directly. Keep it an argv even without arguments.
+        if spec.args.is_empty() {
+            args.extend(["env".into(), "--".into(), spec.program.clone()]);
+        } else {
+            args.push(spec.program.clone());
+            args.extend(spec.args.iter().cloned());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.tmux(&argv).await?;
+        let mut parts = out.split_whitespace();
+        let (Some(window), Some(pane)) = (parts.next(), parts.next()) else {
+            return Err(Error::backend_msg(format!(
+                "unexpected reply from tmux new-window: {out:?}"
+            )));
+        };
+        self.inner
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.id.clone(), window.to_string(), pane.to_string());
+        let cols = spec.cols.to_string();
+        let rows = spec.rows.to_string();
+        // `resize-window` also pins the window's size (window-size manual for this window), so
+        // neither the control client nor a human attaching later changes it. (Setting
+        // window-size manual globally crashes tmux 3.3a on the next new-window.)
+        // The window may already be gone if the program exited at once; that is reported
+        // through events like any other exit.
+        let _ = self
+            .tmux(&["resize-window", "-t", window, "-x", &cols, "-y", &rows])
+            .await;
+        Ok(())
+    }
+
+    async fn send_text(&self, id: &SessionId, text: &str) -> Result<()> {
+        let pane = self.pane(id).await?;
+        if text.is_empty() {
+            return Ok(());
+        }
+        // `send-keys` arguments ending in ';' or made of braces would be parsed by tmux as
+        // command syntax; such text goes through a paste buffer, which tmux never parses.
+        let needs_paste = text.contains('\n')
+            || text.len() > PASTE_THRESHOLD
+            || text.ends_with(';')
+            || text.contains('{')
+            || text.contains('}');
+        if needs_paste {
+            return self.paste(id, &pane, text).await;
+        }
+        let mut args = Self::leave_mode_args(&pane);
+        args.extend(["send-keys", "-t", &pane, "-l", "--", text].map(String::from));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.on_pane(id, &argv).await.map(drop)
+    }
+
+    async fn send_key(&self, id: &SessionId, key: Key) -> Result<()> {
+        let pane = self.pane(id).await?;
+        let mut args = Self::leave_mode_args(&pane);
+        args.extend(["send-keys", "-t", &pane, key_name(key)].map(String::from));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.on_pane(id, &argv).await.map(drop)
+    }
+
+    async fn capture_screen(&self, id: &SessionId) -> Result<Vec<String>> {
+        let pane = self.pane(id).await?;
+        let text = self
+            .on_pane(id, &["capture-pane", "-p", "-t", &pane])
+            .await?;
+        Ok(tidy(&text, true))
+    }
+
+    async fn capture_tail(&self, id: &SessionId, lines: usize) -> Result<Vec<String>> {
+        let pane = self.pane(id).await?;
+        let start = format!("-{lines}");
+        let text = self
+            .on_pane(id, &["capture-pane", "-p", "-J", "-t", &pane, "-S", &start])
+            .await?;
+        let mut rows = tidy(&text, false);
+        let skip = rows.len().saturating_sub(lines);
+        rows.drain(..skip);
+        Ok(rows)
+    }
+
+    async fn is_alive(&self, id: &SessionId) -> Result<bool> {
+        // Not `display-message -t`: it falls back to the current window when the target
+        // does not exist.
+        Ok(self.refresh_ids().await?.contains(id))
+    }
+
+    async fn kill(&self, id: &SessionId) -> Result<()> {
+        let target = format!("={}:={}", self.inner.session, id);
+        match self.tmux(&["kill-window", "-t", &target]).await {
+            Ok(_) => {}
+            Err(Error::Backend { message, .. })
+                if message.contains("can't find")
+                    || message.contains("no server")
+                    || message.contains("error connecting")
+                    || message.contains("No such file") => {}
+            Err(e) => return Err(e),
+        }
+        self.inner
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<SessionId>> {
+        self.refresh_ids().await
+    }
+
+    fn attach_command(&self, id: &SessionId) -> Option<Vec<String>> {
+        Some(vec![
+            "tmux".into(),
+            "-L".into(),
+            self.inner.socket.clone(),
+            "attach-session".into(),
+            "-t".into(),
+            format!("={}:={}", self.inner.session, id),
+        ])
+    }
+
+    fn events(&self) -> broadcast::Receiver<BackendEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_across_distributions() {
+        let v = |s| TmuxVersion::parse(s).map(|v| (v.major, v.minor));
+        assert_eq!(v("tmux 3.3a\n"), Some((3, 3)));
+        assert_eq!(v("tmux 3.4"), Some((3, 4)));
+        assert_eq!(v("tmux next-3.5"), Some((3, 5)));
+        assert_eq!(v("tmux 2.9a"), Some((2, 9)));
+        assert_eq!(v("tmux master"), Some((u32::MAX, 0)));
+        assert_eq!(v("garbage"), None);
+    }
+}

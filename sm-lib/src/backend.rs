@@ -1,18 +1,18 @@
 //! The [`TerminalBackend`] trait: the terminals that agents run in.
 //!
 //! Implementations: `sm-backend-tmux` (primary) and `sm-backend-pty` (no tmux needed). Every
-//! implementation must pass the backend conformance suite (feature `conformance`). Agent
+//! implementation must pass [`crate::conformance::backend`] (feature `conformance`). Agent
 //! quirks (when to press Enter, how to interrupt) are not the backend's business: it moves
 //! bytes and reports what the screen shows.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::types::SessionId;
 
 /// Everything needed to start a program in a new terminal.
@@ -126,10 +126,11 @@ pub trait TerminalBackend: Send + Sync + 'static {
     /// [`crate::Error::Backend`] when the program cannot be started.
     async fn create(&self, spec: &SpawnSpec) -> Result<()>;
 
-    /// Types `text` into the terminal literally (Unicode, tabs and newlines included). Text
-    /// with a newline, or long text, goes in as one bracketed paste when the program has
-    /// enabled bracketed paste, so an agent sees it as a single paste. Never presses Enter
-    /// on its own: a trailing submit is a separate [`TerminalBackend::send_key`].
+    /// Types `text` into the terminal literally (Unicode, tabs and newlines included).
+    /// Newlines arrive as carriage returns, as a terminal sends them. Text with a newline,
+    /// or long text, goes in as one paste — bracketed (`ESC [200~ … ESC [201~`) when the
+    /// program has enabled bracketed paste — so an agent sees it as a single paste. Never
+    /// presses Enter on its own: a submit is a separate [`TerminalBackend::send_key`].
     async fn send_text(&self, id: &SessionId, text: &str) -> Result<()>;
 
     /// Presses one key.
@@ -161,4 +162,118 @@ pub trait TerminalBackend: Send + Sync + 'static {
     /// A new subscription to this backend's events. Slow subscribers may miss output events
     /// (`RecvError::Lagged`) and must then look at every screen they care about.
     fn events(&self) -> broadcast::Receiver<BackendEvent>;
+}
+
+/// A raw observation for [`EventCoalescer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawActivity {
+    /// The terminal produced output.
+    Output(SessionId),
+    /// The terminal's program exited.
+    Exited(SessionId, Option<i32>),
+}
+
+/// Turns a stream of raw output notices (one per read, possibly thousands a second) into
+/// [`BackendEvent`]s: output within a few milliseconds is merged into one event per
+/// terminal, and an exit always comes after that terminal's last output event. Runs on its
+/// own thread so backends can feed it from blocking reader threads.
+pub struct EventCoalescer {
+    sender: std::sync::mpsc::Sender<RawActivity>,
+}
+
+impl EventCoalescer {
+    /// How long output notices are gathered before events go out.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+    /// Starts the coalescing thread, publishing to `events`. The thread ends when every
+    /// clone of the returned sender is dropped.
+    pub fn start(events: broadcast::Sender<BackendEvent>) -> Result<Self> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sm-terminal-events".into())
+            .spawn(move || coalesce(receiver, events))
+            .map_err(|e| Error::backend("cannot start the event thread", e))?;
+        Ok(EventCoalescer { sender })
+    }
+
+    /// A handle for a reader thread to report through.
+    pub fn sender(&self) -> std::sync::mpsc::Sender<RawActivity> {
+        self.sender.clone()
+    }
+}
+
+fn coalesce(rx: std::sync::mpsc::Receiver<RawActivity>, events: broadcast::Sender<BackendEvent>) {
+    let mut pending: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
+    let flush = |pending: &mut std::collections::HashSet<SessionId>| {
+        for id in pending.drain() {
+            let _ = events.send(BackendEvent::Output(id));
+        }
+    };
+    while let Ok(first) = rx.recv() {
+        let until = std::time::Instant::now() + EventCoalescer::WINDOW;
+        let mut next = Some(first);
+        while let Some(activity) = next.take() {
+            match activity {
+                RawActivity::Output(id) => {
+                    pending.insert(id);
+                }
+                RawActivity::Exited(id, status) => {
+                    flush(&mut pending);
+                    let _ = events.send(BackendEvent::Exited { id, status });
+                }
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            next = rx.recv_timeout(left).ok();
+        }
+        flush(&mut pending);
+    }
+}
+
+/// Finds `program` the way `execvp` would, using `path_var` as `PATH`.
+pub fn resolve_program(program: &str, path_var: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    let path_var = path_var
+        .map(str::to_string)
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/bin:/bin".into());
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+}
+
+/// Checks a spawn spec the way every backend must before starting anything: the working
+/// directory exists, the program is an executable (on `PATH` when it has no `/`), and the
+/// size is not zero.
+pub fn check_spawn_spec(spec: &SpawnSpec) -> Result<()> {
+    if !spec.cwd.is_dir() {
+        return Err(Error::InvalidWorkingDir {
+            path: spec.cwd.clone(),
+            reason: "no such directory".into(),
+        });
+    }
+    if resolve_program(&spec.program, spec.env.get("PATH").map(String::as_str)).is_none() {
+        return Err(Error::backend_msg(format!(
+            "cannot start {:?}: no such executable (looked on PATH)",
+            spec.program
+        )));
+    }
+    if spec.cols == 0 || spec.rows == 0 {
+        return Err(Error::InvalidInput(
+            "terminal size must be at least 1×1".into(),
+        ));
+    }
+    Ok(())
 }

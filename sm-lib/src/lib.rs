@@ -51,7 +51,7 @@ pub mod types;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{BackendEvent, Key, SpawnSpec, TerminalBackend};
+pub use backend::{BackendEvent, EventCoalescer, Key, RawActivity, SpawnSpec, TerminalBackend};
 pub use config::{Config, LoadedConfig};
 pub use error::{Error, Result};
 pub use lock_policy::{Contention, DefaultLockPolicy, LockPolicy};
