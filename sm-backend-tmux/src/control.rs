@@ -1,7 +1,7 @@
 //! The one control-mode client (`tmux -C attach`) through which tmux pushes output and
 //! window-close notifications for every agent, turned into coalesced [`BackendEvent`]s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -11,18 +11,38 @@ use sm_lib::{BackendEvent, Error, EventCoalescer, RawActivity, Result, SessionId
 use tokio::sync::broadcast;
 
 /// Which tmux window and pane each agent lives in.
+///
+/// Entries are removed only when the control client reports the window closed, so an exit
+/// is always attributed to its agent, however the window went away.
 #[derive(Default, Debug)]
 pub(crate) struct IdMap {
     by_id: HashMap<SessionId, (String, String)>,
     by_pane: HashMap<String, SessionId>,
     by_window: HashMap<String, SessionId>,
+    /// Windows reported closed before anyone mapped them (a program that exited before
+    /// `new-window` returned), so the late mapping can still report the exit.
+    closed_unmapped: VecDeque<String>,
 }
 
 impl IdMap {
-    pub(crate) fn insert(&mut self, id: SessionId, window: String, pane: String) {
+    /// Maps an agent to its window and pane. Returns true when that window has already
+    /// closed: the caller reports the exit.
+    pub(crate) fn insert(&mut self, id: SessionId, window: String, pane: String) -> bool {
+        if let Some(i) = self.closed_unmapped.iter().position(|w| w == &window) {
+            self.closed_unmapped.remove(i);
+            return true;
+        }
         self.by_pane.insert(pane.clone(), id.clone());
         self.by_window.insert(window.clone(), id.clone());
         self.by_id.insert(id, (window, pane));
+        false
+    }
+
+    fn note_unmapped_close(&mut self, window: String) {
+        if self.closed_unmapped.len() >= 64 {
+            self.closed_unmapped.pop_front();
+        }
+        self.closed_unmapped.push_back(window);
     }
 
     pub(crate) fn pane_of(&self, id: &SessionId) -> Option<String> {
@@ -133,11 +153,17 @@ fn read_notifications(
             b"%output" | b"%extended-output" => lock().by_pane(&arg).map(RawActivity::Output),
             b"%window-close" | b"%unlinked-window-close" => {
                 let mut map = lock();
-                map.by_window(&arg).map(|id| {
-                    map.remove(&id);
-                    // tmux does not keep the status of a program whose window closed.
-                    RawActivity::Exited(id, None)
-                })
+                match map.by_window(&arg) {
+                    Some(id) => {
+                        map.remove(&id);
+                        // tmux does not keep the status of a program whose window closed.
+                        Some(RawActivity::Exited(id, None))
+                    }
+                    None => {
+                        map.note_unmapped_close(arg);
+                        None
+                    }
+                }
             }
             b"%exit" => break,
             _ => None,

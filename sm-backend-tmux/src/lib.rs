@@ -280,7 +280,7 @@ impl TmuxBackend {
             Err(e) => return Err(e),
         };
         let mut live = Vec::new();
-        let mut map = control::IdMap::default();
+        let mut map = self.inner.ids.lock().unwrap_or_else(|e| e.into_inner());
         for line in listing.lines() {
             let mut parts = line.split(' ');
             let (Some(name), Some(window), Some(pane), dead) =
@@ -291,12 +291,15 @@ impl TmuxBackend {
             let Ok(id) = name.parse::<SessionId>() else {
                 continue;
             };
-            map.insert(id.clone(), window.to_string(), pane.to_string());
+            if map.pane_of(&id).is_none() {
+                map.insert(id.clone(), window.to_string(), pane.to_string());
+            }
             if dead != Some("1") {
                 live.push(id);
             }
         }
-        *self.inner.ids.lock().unwrap_or_else(|e| e.into_inner()) = map;
+        // Windows no longer listed stay mapped until the control client reports them
+        // closed, so their exit events still name the agent.
         Ok(live)
     }
 
@@ -326,11 +329,6 @@ impl TmuxBackend {
             Err(Error::Backend { message, .. })
                 if message.contains("can't find") || message.contains("no server") =>
             {
-                self.inner
-                    .ids
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(id);
                 Err(Error::SessionNotFound(id.to_string()))
             }
             other => other,
@@ -484,11 +482,19 @@ impl TerminalBackend for TmuxBackend {
                 "unexpected reply from tmux new-window: {out:?}"
             )));
         };
-        self.inner
+        let already_closed = self
+            .inner
             .ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(spec.id.clone(), window.to_string(), pane.to_string());
+        if already_closed {
+            let _ = self.inner.events.send(BackendEvent::Exited {
+                id: spec.id.clone(),
+                status: None,
+            });
+            return Ok(());
+        }
         let cols = spec.cols.to_string();
         let rows = spec.rows.to_string();
         // `resize-window` also pins the window's size (window-size manual for this window), so
@@ -568,11 +574,8 @@ impl TerminalBackend for TmuxBackend {
                     || message.contains("No such file") => {}
             Err(e) => return Err(e),
         }
-        self.inner
-            .ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        // The mapping goes when the control client sees the window close, so the exit
+        // event still names this agent.
         Ok(())
     }
 
