@@ -63,6 +63,10 @@ pub enum Error {
     #[error("{} is locked by session {} ({})", .0.workspace, .0.holder, .0.reason)]
     LockConflict(Box<Lock>),
 
+    /// The caller may not do this (e.g. kill a session it did not spawn).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+
     /// A working directory does not exist or cannot be used.
     #[error("invalid working directory {}: {reason}", path.display())]
     InvalidWorkingDir {
@@ -155,6 +159,7 @@ impl Error {
             Error::InvalidName { .. } => "invalid_name",
             Error::InvalidTransition { .. } => "invalid_transition",
             Error::LockConflict(_) => "lock_conflict",
+            Error::Forbidden(_) => "forbidden",
             Error::InvalidWorkingDir { .. } => "invalid_working_dir",
             Error::Config { .. } => "config",
             Error::InvalidInput(_) => "invalid_input",

@@ -41,6 +41,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod lock_policy;
 pub mod memory;
@@ -53,6 +54,7 @@ pub mod conformance;
 
 pub use backend::{BackendEvent, EventCoalescer, Key, RawActivity, SpawnSpec, TerminalBackend};
 pub use config::{Config, LoadedConfig};
+pub use engine::{Caller, Engine, EngineConfig, HookEvent, SpawnRequest};
 pub use error::{Error, Result};
 pub use lock_policy::{Contention, DefaultLockPolicy, LockPolicy};
 pub use memory::MemoryStore;
@@ -61,5 +63,5 @@ pub use store::{MessageFilter, MessageStore};
 pub use types::{
     AgentKind, DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
     MessageId, MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp,
-    Workspace,
+    Wait, Workspace,
 };

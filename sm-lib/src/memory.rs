@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::store::{MessageFilter, MessageStore};
 use crate::types::{
     DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message, MessageId,
-    MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp, Workspace,
+    MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp, Wait,
+    Workspace,
 };
 
 #[derive(Default)]
@@ -22,6 +23,8 @@ struct State {
     next_message: i64,
     locks: BTreeMap<Workspace, Lock>,
     events: Vec<Event>,
+    waits: Vec<Wait>,
+    next_wait: i64,
 }
 
 impl State {
@@ -156,6 +159,7 @@ impl MessageStore for MemoryStore {
         }
         st.sessions.remove(i);
         st.messages.retain(|_, m| &m.target != id);
+        st.waits.retain(|w| &w.target != id);
         Ok(true)
     }
 
@@ -349,6 +353,43 @@ impl MessageStore for MemoryStore {
 
     async fn list_locks(&self) -> Result<Vec<Lock>> {
         Ok(self.lock().locks.values().cloned().collect())
+    }
+
+    async fn add_wait(
+        &self,
+        waiter: Option<&SessionId>,
+        target: &SessionId,
+        deadline: Timestamp,
+    ) -> Result<Wait> {
+        let mut st = self.lock();
+        st.session_index(target)?;
+        st.next_wait += 1;
+        let wait = Wait {
+            id: st.next_wait,
+            waiter: waiter.cloned(),
+            target: target.clone(),
+            deadline,
+            created_at: Timestamp::now(),
+        };
+        st.waits.push(wait.clone());
+        Ok(wait)
+    }
+
+    async fn remove_wait(&self, id: i64) -> Result<bool> {
+        let mut st = self.lock();
+        let before = st.waits.len();
+        st.waits.retain(|w| w.id != id);
+        Ok(st.waits.len() != before)
+    }
+
+    async fn list_waits(&self, target: Option<&SessionId>) -> Result<Vec<Wait>> {
+        Ok(self
+            .lock()
+            .waits
+            .iter()
+            .filter(|w| target.is_none_or(|t| &w.target == t))
+            .cloned()
+            .collect())
     }
 
     async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event> {

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::types::{
     DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message, MessageId,
-    MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Workspace,
+    MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp, Wait,
+    Workspace,
 };
 
 /// Which messages [`MessageStore::list_messages`] returns.
@@ -159,6 +160,24 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Every current lock, ordered by workspace.
     async fn list_locks(&self) -> Result<Vec<Lock>>;
+
+    // ----- waits -----
+
+    /// Registers a wait and returns it with its id.
+    ///
+    /// Errors: [`crate::Error::SessionNotFound`] when the target is not registered.
+    async fn add_wait(
+        &self,
+        waiter: Option<&SessionId>,
+        target: &SessionId,
+        deadline: Timestamp,
+    ) -> Result<Wait>;
+
+    /// Removes a wait; `Ok(false)` when it was already gone (idempotent).
+    async fn remove_wait(&self, id: i64) -> Result<bool>;
+
+    /// Every wait on `target` (all waits when `None`), oldest first.
+    async fn list_waits(&self, target: Option<&SessionId>) -> Result<Vec<Wait>>;
 
     // ----- event log -----
 

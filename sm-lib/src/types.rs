@@ -555,6 +555,22 @@ pub struct Lock {
     pub acquired_at: Timestamp,
 }
 
+/// A registered wait: when `target` next finishes a turn (or at `deadline`), `waiter` is
+/// sent a wake-up message. Stored, so a restarted server still wakes everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    /// Store-assigned id.
+    pub id: i64,
+    /// Who is woken; `None` for a caller outside any session (only events are raised).
+    pub waiter: Option<SessionId>,
+    /// Whose turn end is awaited.
+    pub target: SessionId,
+    /// When the wait gives up.
+    pub deadline: Timestamp,
+    /// When it was registered.
+    pub created_at: Timestamp,
+}
+
 /// An event log entry id: assigned by the store, increasing in append order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

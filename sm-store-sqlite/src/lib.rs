@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use sm_lib::{
     DeliveryMode, Error, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
     MessageFilter, MessageId, MessageState, MessageStore, NewMessage, Result, Session, SessionId,
-    SessionName, SessionStatus, Timestamp, Workspace,
+    SessionName, SessionStatus, Timestamp, Wait, Workspace,
 };
 
 /// How long a write waits for another process holding SQLite's write lock.
@@ -300,6 +300,26 @@ fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<Lock> {
     })
 }
 
+fn wait_from_row(row: &Row<'_>) -> rusqlite::Result<Wait> {
+    let waiter: Option<String> = row.get("waiter")?;
+    Ok(Wait {
+        id: row.get("id")?,
+        waiter: waiter
+            .map(|s| s.parse::<SessionId>())
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+        target: parse_col(row, "target")?,
+        deadline: Timestamp(row.get("deadline")?),
+        created_at: Timestamp(row.get("created_at")?),
+    })
+}
+
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let session: Option<String> = row.get("session")?;
     let data: String = row.get("data")?;
@@ -544,6 +564,8 @@ impl MessageStore for SqliteStore {
             }
             conn.execute("DELETE FROM messages WHERE target = ?1", [id.as_str()])
                 .map_err(sql_error("delete messages"))?;
+            conn.execute("DELETE FROM waits WHERE target = ?1", [id.as_str()])
+                .map_err(sql_error("delete waits"))?;
             conn.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
                 .map_err(sql_error("delete session"))?;
             Ok(true)
@@ -815,6 +837,63 @@ impl MessageStore for SqliteStore {
                 [],
                 lock_from_row,
                 "list locks",
+            )
+        })
+        .await
+    }
+
+    async fn add_wait(
+        &self,
+        waiter: Option<&SessionId>,
+        target: &SessionId,
+        deadline: Timestamp,
+    ) -> Result<Wait> {
+        let waiter = waiter.cloned();
+        let target = target.clone();
+        self.write(move |conn| {
+            require_session(conn, &target)?;
+            let created_at = Timestamp::now();
+            conn.execute(
+                "INSERT INTO waits (waiter, target, deadline, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    waiter.as_ref().map(|w| w.as_str()),
+                    target.as_str(),
+                    deadline.0,
+                    created_at.0
+                ],
+            )
+            .map_err(sql_error("add wait"))?;
+            Ok(Wait {
+                id: conn.last_insert_rowid(),
+                waiter,
+                target,
+                deadline,
+                created_at,
+            })
+        })
+        .await
+    }
+
+    async fn remove_wait(&self, id: i64) -> Result<bool> {
+        self.write(move |conn| {
+            let n = conn
+                .execute("DELETE FROM waits WHERE id = ?1", [id])
+                .map_err(sql_error("remove wait"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_waits(&self, target: Option<&SessionId>) -> Result<Vec<Wait>> {
+        let target = target.cloned();
+        self.read(move |conn| {
+            collect(
+                conn,
+                "SELECT id, waiter, target, deadline, created_at FROM waits \
+                 WHERE (?1 IS NULL OR target = ?1) ORDER BY id",
+                params![target.as_ref().map(|t| t.as_str())],
+                wait_from_row,
+                "list waits",
             )
         })
         .await

@@ -56,6 +56,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_session ON events (session, id);
     ",
+    // 2: waits.
+    "
+    CREATE TABLE waits (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        waiter     TEXT,
+        target     TEXT NOT NULL,
+        deadline   INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX waits_target ON waits (target);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::store::{MessageFilter, MessageStore};
 use crate::types::{
     AgentKind, DeliveryMode, EventKind, LockKind, LockRequest, MessageState, NewMessage, Session,
-    SessionId, SessionName, SessionStatus, Workspace,
+    SessionId, SessionName, SessionStatus, Timestamp, Workspace,
 };
 
 /// Generates one `#[tokio::test]` per conformance case, each on a fresh store from `$make`.
@@ -45,6 +45,7 @@ macro_rules! message_store_conformance {
             a_lock_of_a_dead_holder_is_taken_over,
             releasing_all_locks_of_a_holder_by_kind,
             event_log_keeps_append_order_and_filters,
+            waits_are_kept_until_removed,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -775,4 +776,41 @@ pub async fn event_log_keeps_append_order_and_filters(store: Store) {
         .collect();
     assert_eq!(only_b, expected);
     assert_eq!(only_b.len(), 10);
+}
+
+/// Waits are stored with their waiter, target and deadline until removed.
+pub async fn waits_are_kept_until_removed(store: Store) {
+    let em = registered(&store, None).await;
+    let worker = registered(&store, None).await;
+    let other = registered(&store, None).await;
+    let deadline = Timestamp(Timestamp::now().0 + 600_000);
+    let a = store
+        .add_wait(Some(&em.id), &worker.id, deadline)
+        .await
+        .expect("add");
+    let b = store
+        .add_wait(None, &worker.id, deadline)
+        .await
+        .expect("add");
+    let c = store
+        .add_wait(Some(&worker.id), &other.id, deadline)
+        .await
+        .expect("add");
+    assert!(a.id < b.id && b.id < c.id);
+    assert_eq!(a.waiter.as_ref(), Some(&em.id));
+    assert_eq!(a.deadline, deadline);
+    let on_worker = store.list_waits(Some(&worker.id)).await.expect("list");
+    assert_eq!(on_worker, vec![a.clone(), b.clone()]);
+    assert_eq!(store.list_waits(None).await.expect("list").len(), 3);
+    assert!(store.remove_wait(a.id).await.expect("remove"));
+    assert!(!store.remove_wait(a.id).await.expect("remove again"));
+    assert_eq!(
+        store.list_waits(Some(&worker.id)).await.expect("list"),
+        vec![b]
+    );
+    let err = store
+        .add_wait(Some(&em.id), &SessionId::new_random(), deadline)
+        .await
+        .expect_err("unknown target");
+    assert!(matches!(err, Error::SessionNotFound(_)), "{err:?}");
 }

@@ -1,0 +1,1056 @@
+//! One actor per live session: the only code that types into its terminal or changes its
+//! status. Commands (new messages, hook events, output activity, waits, clear, exit) arrive
+//! on a channel and are handled one at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::screen::ScreenState;
+use super::{AgentProfile, Engine, HookEvent, display_name, notify, pending_for, record};
+use crate::backend::Key;
+use crate::error::{Error, Result};
+use crate::notifier::{Notification, NotificationKind};
+use crate::store::MessageFilter;
+use crate::types::{
+    DeliveryMode, EventKind, LockKind, Message, MessageState, Session, SessionId, SessionStatus,
+    Timestamp, Wait,
+};
+
+/// How long output must have been quiet before a ready-looking screen counts as idle
+/// (guards against the instant between a turn's last tool and its final render).
+const QUIET_BEFORE_IDLE: Duration = Duration::from_millis(300);
+/// Delay between output activity and the screen check it triggers (coalesces bursts).
+const SCREEN_CHECK_DELAY: Duration = Duration::from_millis(100);
+/// How often a blocked delivery is retried when no output suggests a change.
+const BLOCKED_RETRY: Duration = Duration::from_secs(1);
+/// How often the screen is read while verifying a delivery step.
+const VERIFY_POLL: Duration = Duration::from_millis(40);
+
+pub(crate) enum Command {
+    /// Messages were queued.
+    Kick,
+    /// The terminal printed something.
+    Activity,
+    /// A hook event from the agent.
+    Hook(HookEvent),
+    /// A wait on this session was registered.
+    WaitAdded(Wait),
+    /// Reset the agent's context.
+    Clear(oneshot::Sender<Result<()>>),
+    /// The session is being killed; the exit that follows is a kill.
+    Killing,
+    /// The terminal is gone.
+    Exited { status: Option<i32>, reason: String },
+    /// Events may have been missed: check liveness and the screen.
+    CheckAlive,
+    /// The session was re-adopted after a restart.
+    Recover,
+    /// Stop the actor, leaving the agent running.
+    Shutdown,
+}
+
+enum Outcome {
+    /// A message was delivered (or failed for good): look for the next one.
+    Progress,
+    /// Nothing deliverable now.
+    Nothing,
+    /// Something is queued but the agent cannot take it yet.
+    Blocked,
+}
+
+enum Attempt {
+    Delivered,
+    /// The text never reached the agent: put the message back.
+    Retry(String),
+    /// Give up on this message.
+    Fail(String),
+}
+
+pub(crate) struct Actor {
+    engine: Engine,
+    id: SessionId,
+    session: Session,
+    profile: Arc<dyn AgentProfile>,
+    status_tx: watch::Sender<SessionStatus>,
+    status: SessionStatus,
+    waits: Vec<Wait>,
+    queue_dirty: bool,
+    retry_at: Option<Instant>,
+    turn_seen_working: bool,
+    last_activity: Instant,
+    screen_check_at: Option<Instant>,
+    idle_since: Option<Instant>,
+    idle_notified: bool,
+    killing: bool,
+    session_ended: bool,
+    last_message: Option<String>,
+}
+
+fn normalize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Whether the input box shows `text` (typed, or collapsed as a paste).
+fn landed(input: &str, text: &str) -> bool {
+    if input.contains("[Pasted text") {
+        return true;
+    }
+    let tail: String = {
+        let chars: Vec<char> = normalize(text).chars().collect();
+        chars[chars.len().saturating_sub(40)..].iter().collect()
+    };
+    !tail.is_empty() && normalize(input).ends_with(&tail)
+}
+
+impl Actor {
+    pub(crate) fn new(
+        engine: Engine,
+        session: Session,
+        profile: Arc<dyn AgentProfile>,
+        status_tx: watch::Sender<SessionStatus>,
+    ) -> Self {
+        Actor {
+            id: session.id.clone(),
+            status: session.status,
+            engine,
+            session,
+            profile,
+            status_tx,
+            waits: Vec::new(),
+            queue_dirty: true,
+            retry_at: None,
+            turn_seen_working: false,
+            last_activity: Instant::now(),
+            screen_check_at: None,
+            idle_since: None,
+            idle_notified: false,
+            killing: false,
+            session_ended: false,
+            last_message: None,
+        }
+    }
+
+    fn inner(&self) -> &super::Inner {
+        &self.engine.inner
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        match self.inner().store.list_waits(Some(&self.id)).await {
+            Ok(waits) => self.waits = waits,
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot load waits"),
+        }
+        if self.status == SessionStatus::Idle {
+            self.idle_since = Some(Instant::now());
+        }
+        loop {
+            if self.queue_dirty {
+                match self.deliver_next().await {
+                    Outcome::Progress => continue,
+                    Outcome::Nothing => self.queue_dirty = false,
+                    Outcome::Blocked => {
+                        self.queue_dirty = false;
+                        self.retry_at = Some(Instant::now() + BLOCKED_RETRY);
+                    }
+                }
+            }
+            self.fire_waits_if_idle().await;
+            let deadline = self.next_deadline();
+            let command = tokio::select! {
+                c = commands.recv() => c,
+                _ = sleep_until_opt(deadline) => {
+                    self.on_timer().await;
+                    continue;
+                }
+            };
+            let Some(command) = command else { break };
+            if !self.handle(command).await {
+                break;
+            }
+        }
+        self.engine.actor_finished(&self.id);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now_ts = Timestamp::now().0;
+        let now = Instant::now();
+        let wait_deadline = self
+            .waits
+            .iter()
+            .map(|w| now + Duration::from_millis(w.deadline.0.saturating_sub(now_ts).max(0) as u64))
+            .min();
+        let idle_deadline = match (self.status, self.idle_since, self.idle_notified) {
+            (SessionStatus::Idle, Some(since), false) => {
+                Some(since + self.inner().config.idle_timeout)
+            }
+            _ => None,
+        };
+        [
+            self.screen_check_at,
+            self.retry_at,
+            wait_deadline,
+            idle_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Returns false when the actor should stop.
+    async fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Kick => self.queue_dirty = true,
+            Command::Activity => {
+                self.last_activity = Instant::now();
+                if self.screen_check_at.is_none() {
+                    self.screen_check_at = Some(Instant::now() + SCREEN_CHECK_DELAY);
+                }
+            }
+            Command::Hook(event) => self.on_hook(event).await,
+            Command::WaitAdded(wait) => self.waits.push(wait),
+            Command::Clear(reply) => {
+                let result = self.clear().await;
+                let _ = reply.send(result);
+            }
+            Command::Killing => self.killing = true,
+            Command::Exited { status, reason } => {
+                self.on_exit(status, reason).await;
+                return false;
+            }
+            Command::CheckAlive => {
+                if !self
+                    .inner()
+                    .backend
+                    .is_alive(&self.id)
+                    .await
+                    .unwrap_or(true)
+                {
+                    self.on_exit(None, "the agent's terminal closed".into())
+                        .await;
+                    return false;
+                }
+                self.screen_check_at = Some(Instant::now());
+            }
+            Command::Recover => self.recover().await,
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.screen_check_at.is_some_and(|t| now >= t) {
+            self.screen_check_at = None;
+            self.check_screen().await;
+        }
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+            self.queue_dirty = true;
+        }
+        let now_ts = Timestamp::now();
+        let expired: Vec<Wait> = self
+            .waits
+            .iter()
+            .filter(|w| w.deadline <= now_ts)
+            .cloned()
+            .collect();
+        for wait in expired {
+            let secs = (wait.deadline.0 - wait.created_at.0).max(0) / 1000;
+            let text = format!(
+                "[sm] wait on {} timed out after {secs}s; it is still {}.",
+                display_name(&self.session),
+                self.status
+            );
+            self.fire_wait(&wait, text).await;
+        }
+        if self.status == SessionStatus::Idle && !self.idle_notified {
+            if let Some(since) = self.idle_since {
+                let idle_for = now.duration_since(since);
+                if idle_for >= self.inner().config.idle_timeout {
+                    self.idle_notified = true;
+                    if self.waits.is_empty() {
+                        record(
+                            self.inner(),
+                            Some(&self.id),
+                            EventKind::IdleTimeout {
+                                idle_secs: idle_for.as_secs(),
+                            },
+                        )
+                        .await;
+                        notify(
+                            self.inner(),
+                            Notification {
+                                session: self.id.clone(),
+                                name: self.session.name.clone(),
+                                kind: NotificationKind::IdleTimeout {
+                                    idle_secs: idle_for.as_secs(),
+                                },
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- status -----
+
+    async fn set_status(&mut self, status: SessionStatus) {
+        if status == self.status {
+            return;
+        }
+        let from = self.status;
+        match self.inner().store.set_status(&self.id, status).await {
+            Ok(updated) => self.session = updated,
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot store status"),
+        }
+        self.status = status;
+        let _ = self.status_tx.send(status);
+        record(
+            self.inner(),
+            Some(&self.id),
+            EventKind::StatusChanged { from, to: status },
+        )
+        .await;
+        match status {
+            SessionStatus::Idle => {
+                self.idle_since = Some(Instant::now());
+                self.idle_notified = false;
+                self.queue_dirty = true;
+            }
+            SessionStatus::Working => {
+                self.idle_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    async fn turn_started(&mut self) {
+        self.turn_seen_working = true;
+        if matches!(self.status, SessionStatus::Idle | SessionStatus::NeedsInput) {
+            self.set_status(SessionStatus::Working).await;
+        }
+    }
+
+    /// A turn ended (Stop hook, or the screen after an interrupt).
+    async fn turn_ended(&mut self, last_message: Option<String>, from_hook: bool) {
+        self.turn_seen_working = false;
+        let was_busy = matches!(
+            self.status,
+            SessionStatus::Working | SessionStatus::NeedsInput | SessionStatus::Starting
+        );
+        self.set_status(SessionStatus::Idle).await;
+        match self
+            .inner()
+            .store
+            .release_locks_of(&self.id, Some(LockKind::Auto))
+            .await
+        {
+            Ok(released) => self.engine.after_release(&self.id, &released).await,
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot release auto-locks"),
+        }
+        if from_hook || was_busy {
+            notify(
+                self.inner(),
+                Notification {
+                    session: self.id.clone(),
+                    name: self.session.name.clone(),
+                    kind: NotificationKind::TurnCompleted {
+                        last_message: last_message.clone(),
+                    },
+                },
+            );
+        }
+        if let Some(m) = last_message {
+            self.last_message = Some(m);
+        }
+    }
+
+    async fn needs_input(&mut self, prompt: Option<String>, options: Vec<String>) {
+        if self.status == SessionStatus::NeedsInput {
+            return;
+        }
+        self.set_status(SessionStatus::NeedsInput).await;
+        record(
+            self.inner(),
+            Some(&self.id),
+            EventKind::NeedsInput {
+                prompt: prompt.clone(),
+            },
+        )
+        .await;
+        notify(
+            self.inner(),
+            Notification {
+                session: self.id.clone(),
+                name: self.session.name.clone(),
+                kind: NotificationKind::NeedsInput { prompt, options },
+            },
+        );
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    // ----- hooks and screen -----
+
+    async fn on_hook(&mut self, event: HookEvent) {
+        record(
+            self.inner(),
+            Some(&self.id),
+            EventKind::Hook {
+                event: event.event.clone(),
+            },
+        )
+        .await;
+        let field = |k: &str| {
+            event
+                .payload
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        match event.event.as_str() {
+            "SessionStart" if self.status == SessionStatus::Starting => {
+                self.set_status(SessionStatus::Idle).await;
+            }
+            "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "PostToolUseFailure"
+            | "SubagentStart" => self.turn_started().await,
+            "Notification" => {
+                let kind = field("notification_type").unwrap_or_default();
+                let message = field("message").unwrap_or_default();
+                if kind == "permission_prompt" || message.contains("permission") {
+                    let (question, options) = match self.screen().await {
+                        Ok(ScreenState::Permission { question, options }) => {
+                            (Some(question), options)
+                        }
+                        _ => (Some(message), Vec::new()),
+                    };
+                    self.needs_input(question, options).await;
+                }
+            }
+            "Stop" => {
+                let last = field("last_assistant_message");
+                self.turn_ended(last, true).await;
+            }
+            "SessionEnd" if field("reason").as_deref() != Some("clear") => {
+                self.session_ended = true;
+                self.set_status(SessionStatus::Stopped).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn screen(&self) -> Result<ScreenState> {
+        let rows = self.inner().backend.capture_screen(&self.id).await?;
+        Ok(self.profile.read_screen(&rows))
+    }
+
+    /// The screen fallback, run after output activity settles.
+    async fn check_screen(&mut self) {
+        let Ok(state) = self.screen().await else {
+            return;
+        };
+        match (self.status, state) {
+            (SessionStatus::Starting, ScreenState::Ready { .. }) => {
+                self.set_status(SessionStatus::Idle).await;
+            }
+            (SessionStatus::Starting, _) => {}
+            (_, ScreenState::Permission { question, options }) => {
+                self.needs_input(Some(question), options).await;
+            }
+            (SessionStatus::Idle | SessionStatus::NeedsInput, ScreenState::Working { .. }) => {
+                self.turn_started().await;
+            }
+            (SessionStatus::Working, ScreenState::Working { .. }) => {
+                self.turn_seen_working = true;
+            }
+            (SessionStatus::NeedsInput, ScreenState::Ready { .. }) => {
+                // The question was answered and the turn went on or ended: let the next
+                // screen check or hook decide.
+                self.turn_seen_working = true;
+                self.set_status(SessionStatus::Working).await;
+                self.screen_check_at = Some(Instant::now() + QUIET_BEFORE_IDLE);
+            }
+            (SessionStatus::Working, ScreenState::Ready { .. })
+                if self.turn_seen_working || !self.profile.reports_hooks() =>
+            {
+                // A turn that ended without a Stop hook (interrupted with Escape, or an agent
+                // without hooks). Only once output has been quiet for a moment.
+                let quiet_for = self.last_activity.elapsed();
+                if quiet_for >= QUIET_BEFORE_IDLE {
+                    self.turn_ended(None, false).await;
+                } else {
+                    self.screen_check_at = Some(Instant::now() + (QUIET_BEFORE_IDLE - quiet_for));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- waits -----
+
+    async fn fire_waits_if_idle(&mut self) {
+        if self.status != SessionStatus::Idle || self.waits.is_empty() || self.queue_dirty {
+            return;
+        }
+        match pending_for(self.inner().store.as_ref(), &self.id).await {
+            Ok(pending) if pending.is_empty() => {}
+            _ => return,
+        }
+        let last = self
+            .last_message
+            .as_deref()
+            .map(|m| {
+                let short: String = m.chars().take(300).collect();
+                format!(" Last message: {short}")
+            })
+            .unwrap_or_default();
+        let text = format!(
+            "[sm] {} is idle: its turn is done.{last}",
+            display_name(&self.session)
+        );
+        for wait in std::mem::take(&mut self.waits) {
+            self.fire_wait(&wait, text.clone()).await;
+        }
+    }
+
+    async fn fire_wait(&mut self, wait: &Wait, text: String) {
+        self.waits.retain(|w| w.id != wait.id);
+        if let Err(e) = self.inner().store.remove_wait(wait.id).await {
+            tracing::warn!(error = %e, "cannot remove a wait");
+        }
+        record(
+            self.inner(),
+            wait.waiter.as_ref(),
+            EventKind::Note { text: text.clone() },
+        )
+        .await;
+        if let Some(waiter) = &wait.waiter {
+            if let Err(e) = self
+                .engine
+                .enqueue(None, waiter, text, DeliveryMode::Important)
+                .await
+            {
+                tracing::info!(waiter = %waiter, error = %e, "cannot wake a waiter");
+            }
+        }
+    }
+
+    // ----- delivery -----
+
+    fn deliverable_modes(&self) -> &'static [DeliveryMode] {
+        match self.status {
+            SessionStatus::Idle => &DeliveryMode::BY_PRIORITY,
+            SessionStatus::Working => &[DeliveryMode::Urgent],
+            _ => &[],
+        }
+    }
+
+    async fn deliver_next(&mut self) -> Outcome {
+        let modes = self.deliverable_modes();
+        if modes.is_empty() {
+            return Outcome::Nothing;
+        }
+        let store = self.inner().store.clone();
+        let queued = match store
+            .list_messages(&MessageFilter {
+                target: Some(self.id.clone()),
+                states: vec![MessageState::Queued],
+                limit: 0,
+            })
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "cannot read the queue");
+                return Outcome::Blocked;
+            }
+        };
+        let Some(next_mode) = DeliveryMode::BY_PRIORITY
+            .into_iter()
+            .find(|m| modes.contains(m) && queued.iter().any(|q| q.mode == *m))
+        else {
+            return Outcome::Nothing;
+        };
+        // Look before typing: claim only when the agent can take it.
+        if !self.ready_for(next_mode).await {
+            return Outcome::Blocked;
+        }
+        let message = match store.claim_next(&self.id, &[next_mode]).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Outcome::Nothing,
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "cannot claim");
+                return Outcome::Blocked;
+            }
+        };
+        let attempt = match self.deliver(&message).await {
+            Ok(a) => a,
+            Err(e) => Attempt::Retry(format!("terminal error: {e}")),
+        };
+        match attempt {
+            Attempt::Delivered => {
+                // Working first: a message seen delivered never sits beside a stale idle.
+                if self.profile.verifiable() {
+                    self.turn_started().await;
+                }
+                if let Err(e) = store.mark_delivered(message.id).await {
+                    tracing::error!(message = %message.id, error = %e, "cannot mark delivered");
+                }
+                record(
+                    self.inner(),
+                    Some(&self.id),
+                    EventKind::MessageDelivered {
+                        message: message.id,
+                    },
+                )
+                .await;
+                self.screen_check_at = Some(Instant::now() + SCREEN_CHECK_DELAY);
+                Outcome::Progress
+            }
+            Attempt::Retry(reason) => {
+                tracing::info!(session = %self.id, message = %message.id, %reason, "delivery postponed");
+                if let Err(e) = store.requeue(message.id, &reason).await {
+                    tracing::error!(message = %message.id, error = %e, "cannot requeue");
+                }
+                Outcome::Blocked
+            }
+            Attempt::Fail(reason) => {
+                self.fail_message(&message, &reason).await;
+                Outcome::Progress
+            }
+        }
+    }
+
+    async fn fail_message(&mut self, message: &Message, reason: &str) {
+        if let Err(e) = self.inner().store.mark_failed(message.id, reason).await {
+            tracing::error!(message = %message.id, error = %e, "cannot mark failed");
+        }
+        record(
+            self.inner(),
+            Some(&self.id),
+            EventKind::MessageFailed {
+                message: message.id,
+                reason: reason.to_string(),
+            },
+        )
+        .await;
+        self.tell_sender(message, reason).await;
+    }
+
+    async fn tell_sender(&self, message: &Message, reason: &str) {
+        let Some(sender) = &message.sender else {
+            return;
+        };
+        if sender == &self.id {
+            return;
+        }
+        let preview: String = message.text.chars().take(60).collect();
+        let text = format!(
+            "[sm] your message #{} to {} was not delivered: {reason}. It began: {preview}",
+            message.id,
+            display_name(&self.session)
+        );
+        let _ = self
+            .engine
+            .enqueue(None, sender, text, DeliveryMode::Important)
+            .await;
+    }
+
+    /// Whether the agent can take a message of `mode` right now, judging by its screen.
+    async fn ready_for(&mut self, mode: DeliveryMode) -> bool {
+        if !self.profile.verifiable() {
+            return true;
+        }
+        let Ok(state) = self.screen().await else {
+            return false;
+        };
+        match state {
+            ScreenState::Ready { input } if input.is_empty() => true,
+            ScreenState::Ready { .. } => {
+                // Text sm did not type is in the box (a human, or a restored prompt): never
+                // merge a message into it.
+                false
+            }
+            ScreenState::Working { .. } => {
+                if self.status == SessionStatus::Idle {
+                    self.turn_started().await;
+                }
+                mode == DeliveryMode::Urgent
+            }
+            ScreenState::Permission { question, options } => {
+                self.needs_input(Some(question), options).await;
+                false
+            }
+            ScreenState::Other => false,
+        }
+    }
+
+    async fn wait_for_screen(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ScreenState) -> bool,
+    ) -> Option<ScreenState> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(state) = self.screen().await {
+                if pred(&state) {
+                    return Some(state);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(VERIFY_POLL).await;
+        }
+    }
+
+    async fn key(&self, key: Key) -> Result<()> {
+        self.inner().backend.send_key(&self.id, key).await
+    }
+
+    /// Empties the input box with Ctrl-U (one line per press), verified.
+    async fn empty_input_box(&self) -> Result<bool> {
+        for _ in 0..50 {
+            match self.screen().await? {
+                ScreenState::Ready { input } | ScreenState::Working { input: Some(input) }
+                    if input.is_empty() =>
+                {
+                    return Ok(true);
+                }
+                ScreenState::Ready { .. } | ScreenState::Working { input: Some(_) } => {
+                    self.key(Key::CtrlU).await?;
+                    tokio::time::sleep(VERIFY_POLL).await;
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn deliver(&mut self, message: &Message) -> Result<Attempt> {
+        let config = self.inner().config.clone();
+        let backend = self.inner().backend.clone();
+        if !self.profile.verifiable() {
+            backend.send_text(&self.id, &message.text).await?;
+            self.key(Key::Enter).await?;
+            return Ok(Attempt::Delivered);
+        }
+        if message.mode == DeliveryMode::Urgent
+            && matches!(self.screen().await?, ScreenState::Working { .. })
+        {
+            // Interrupt once, then wait for the prompt: never two quick Escapes.
+            self.key(Key::Escape).await?;
+            let settled = self
+                .wait_for_screen(config.settle_timeout, |s| {
+                    matches!(s, ScreenState::Ready { .. })
+                })
+                .await;
+            if settled.is_none() {
+                return Ok(Attempt::Retry(
+                    "the agent did not settle after an interrupt".into(),
+                ));
+            }
+            // An interrupt can put the interrupted prompt back into the box.
+            if !self.empty_input_box().await? {
+                return Ok(Attempt::Retry(
+                    "could not empty the input box after an interrupt".into(),
+                ));
+            }
+            self.turn_seen_working = false;
+        }
+        match self.screen().await? {
+            ScreenState::Ready { input } if input.is_empty() => {}
+            ScreenState::Ready { .. } => {
+                return Ok(Attempt::Retry(
+                    "the input box holds text sm did not type".into(),
+                ));
+            }
+            _ => return Ok(Attempt::Retry("the agent is not at its prompt".into())),
+        }
+        backend.send_text(&self.id, &message.text).await?;
+        let text = message.text.clone();
+        let shown = self
+            .wait_for_screen(
+                config.verify_timeout,
+                |s| matches!(s, ScreenState::Ready { input } if landed(input, &text)),
+            )
+            .await;
+        if shown.is_none() {
+            // Nothing was submitted; take back whatever landed and try again later.
+            let _ = self.empty_input_box().await;
+            return Ok(Attempt::Retry(
+                "the text did not appear in the input box".into(),
+            ));
+        }
+        for press in 0..2 {
+            self.key(Key::Enter).await?;
+            let submitted = self
+                .wait_for_screen(config.verify_timeout, |s| match s {
+                    ScreenState::Ready { input } => !landed(input, &text),
+                    ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
+                    ScreenState::Other => false,
+                })
+                .await;
+            if submitted.is_some() {
+                return Ok(Attempt::Delivered);
+            }
+            tracing::info!(session = %self.id, press, "submit not seen; pressing Enter again");
+        }
+        let _ = self.empty_input_box().await;
+        Ok(Attempt::Fail(
+            "the agent did not take the message after Enter was pressed twice".into(),
+        ))
+    }
+
+    // ----- clear -----
+
+    async fn clear(&mut self) -> Result<()> {
+        let Some(command) = self.profile.clear_command().map(str::to_string) else {
+            return Err(Error::NotSupported(format!(
+                "{} agents have no clear command",
+                self.session.agent
+            )));
+        };
+        if self.status != SessionStatus::Idle {
+            return Err(Error::InvalidInput(format!(
+                "session {} is {}; clear it when it is idle",
+                display_name(&self.session),
+                self.status
+            )));
+        }
+        let config = self.inner().config.clone();
+        if !matches!(self.screen().await?, ScreenState::Ready { input } if input.is_empty()) {
+            return Err(Error::InvalidInput(
+                "the agent's input box is not empty; not clearing over someone's typing".into(),
+            ));
+        }
+        self.inner().backend.send_text(&self.id, &command).await?;
+        let cmd = command.clone();
+        if self
+            .wait_for_screen(
+                config.verify_timeout,
+                |s| matches!(s, ScreenState::Ready { input } if input.trim() == cmd),
+            )
+            .await
+            .is_none()
+        {
+            let _ = self.empty_input_box().await;
+            return Err(Error::backend_msg(
+                "the clear command did not appear on screen",
+            ));
+        }
+        self.key(Key::Enter).await?;
+        let done = self
+            .wait_for_screen(
+                config.verify_timeout,
+                |s| matches!(s, ScreenState::Ready { input } if input.is_empty()),
+            )
+            .await;
+        if done.is_none() {
+            return Err(Error::backend_msg("the agent did not confirm the clear"));
+        }
+        self.last_message = None;
+        record(
+            self.inner(),
+            Some(&self.id),
+            EventKind::Note {
+                text: "context cleared".into(),
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    // ----- exit and recovery -----
+
+    async fn on_exit(&mut self, status: Option<i32>, reason: String) {
+        let reason = if self.killing {
+            "killed".to_string()
+        } else {
+            reason
+        };
+        let final_status = if self.session_ended || (status == Some(0) && !self.killing) {
+            SessionStatus::Stopped
+        } else {
+            SessionStatus::Dead
+        };
+        if self.status.is_live() {
+            self.set_status(final_status).await;
+        }
+        let store = self.inner().store.clone();
+        match store
+            .fail_pending(&self.id, &format!("session ended: {reason}"))
+            .await
+        {
+            Ok(failed) => {
+                for m in failed {
+                    record(
+                        self.inner(),
+                        Some(&self.id),
+                        EventKind::MessageFailed {
+                            message: m.id,
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await;
+                    self.tell_sender(&m, &format!("session ended: {reason}"))
+                        .await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(session = %self.id, error = %e, "cannot fail pending messages")
+            }
+        }
+        match store.release_locks_of(&self.id, None).await {
+            Ok(released) => self.engine.after_release(&self.id, &released).await,
+            Err(e) => tracing::error!(session = %self.id, error = %e, "cannot release locks"),
+        }
+        let text = format!("[sm] {} ended ({reason}).", display_name(&self.session));
+        for wait in std::mem::take(&mut self.waits) {
+            self.fire_wait(&wait, text.clone()).await;
+        }
+        if final_status == SessionStatus::Dead && !self.killing {
+            record(
+                self.inner(),
+                Some(&self.id),
+                EventKind::Error {
+                    message: reason.clone(),
+                },
+            )
+            .await;
+            notify(
+                self.inner(),
+                Notification {
+                    session: self.id.clone(),
+                    name: self.session.name.clone(),
+                    kind: NotificationKind::Error { message: reason },
+                },
+            );
+        }
+    }
+
+    /// After a restart: settle messages caught mid-delivery (never typing one twice), then
+    /// take the status from the screen.
+    async fn recover(&mut self) {
+        let store = self.inner().store.clone();
+        let delivering = store
+            .list_messages(&MessageFilter {
+                target: Some(self.id.clone()),
+                states: vec![MessageState::Delivering],
+                limit: 0,
+            })
+            .await
+            .unwrap_or_default();
+        for message in delivering {
+            let outcome = self.settle_interrupted(&message).await;
+            match outcome {
+                Attempt::Delivered => {
+                    let _ = store.mark_delivered(message.id).await;
+                    record(
+                        self.inner(),
+                        Some(&self.id),
+                        EventKind::MessageDelivered {
+                            message: message.id,
+                        },
+                    )
+                    .await;
+                    self.turn_seen_working = true;
+                }
+                Attempt::Retry(reason) => {
+                    let _ = store.requeue(message.id, &reason).await;
+                }
+                Attempt::Fail(reason) => self.fail_message(&message, &reason).await,
+            }
+        }
+        if let Ok(state) = self.screen().await {
+            match state {
+                ScreenState::Ready { .. } => {
+                    if self.status != SessionStatus::Idle {
+                        // A Stop may have been lost while sm was down.
+                        self.turn_ended(None, false).await;
+                    }
+                }
+                ScreenState::Working { .. } => self.turn_started().await,
+                ScreenState::Permission { question, options } => {
+                    self.needs_input(Some(question), options).await
+                }
+                ScreenState::Other => {}
+            }
+        }
+        self.queue_dirty = true;
+    }
+
+    async fn settle_interrupted(&mut self, message: &Message) -> Attempt {
+        let Ok(state) = self.screen().await else {
+            return Attempt::Retry("could not read the screen after a restart".into());
+        };
+        if let ScreenState::Ready { input } = &state {
+            if !input.is_empty() && landed(input, &message.text) {
+                // Typed but not submitted: finish the job.
+                for _ in 0..2 {
+                    if self.key(Key::Enter).await.is_err() {
+                        break;
+                    }
+                    let text = message.text.clone();
+                    if self
+                        .wait_for_screen(self.inner().config.verify_timeout, |s| match s {
+                            ScreenState::Ready { input } => !landed(input, &text),
+                            ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
+                            ScreenState::Other => false,
+                        })
+                        .await
+                        .is_some()
+                    {
+                        return Attempt::Delivered;
+                    }
+                }
+                return Attempt::Fail("could not submit a message typed before a restart".into());
+            }
+        }
+        let pasted = message.text.contains('\n') || message.text.chars().count() > 800;
+        let first_line: String = message
+            .text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect();
+        let tail = self
+            .inner()
+            .backend
+            .capture_tail(&self.id, 500)
+            .await
+            .unwrap_or_default();
+        let echoed = tail
+            .iter()
+            .any(|l| l.starts_with('>') && !first_line.is_empty() && l.contains(first_line.trim()));
+        if pasted {
+            let paste_echo = tail
+                .iter()
+                .any(|l| l.starts_with('>') && l.contains("[Pasted text"));
+            if paste_echo {
+                return Attempt::Fail(
+                    "its outcome is unknown after a restart; not retried to avoid a duplicate"
+                        .into(),
+                );
+            }
+            return Attempt::Retry("it never reached the agent before the restart".into());
+        }
+        if echoed {
+            Attempt::Delivered
+        } else {
+            Attempt::Retry("it never reached the agent before the restart".into())
+        }
+    }
+}

@@ -1,0 +1,975 @@
+//! The engine: spawns agents, delivers messages exactly once in three modes, knows when
+//! agents are idle, wakes waiters, clears, kills, locks workspaces, and recovers after a
+//! restart. Written only against the traits, so it runs on any backend and store.
+//!
+//! Shape: one [`Engine`] holds the store, backend, lock policy, notifier and agent profiles,
+//! and one *actor* task per live session. Everything that touches a session's terminal or
+//! status goes through its actor, one thing at a time: deliveries, hook events, screen
+//! checks after output, waits, clear, exit. That is what makes two senders never interleave
+//! and one turn wake its waiters once.
+
+mod actor;
+pub mod profile;
+pub mod sanitize;
+pub mod screen;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::backend::{BackendEvent, SpawnSpec, TerminalBackend};
+use crate::error::{Error, Result};
+use crate::lock_policy::{Contention, LockPolicy};
+use crate::notifier::{Notification, Notifier};
+use crate::store::{MessageFilter, MessageStore};
+use crate::types::{
+    AgentKind, DeliveryMode, Event, EventKind, Lock, LockKind, LockRequest, Message, MessageState,
+    NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp,
+};
+use actor::{Actor, Command};
+pub use profile::{AgentProfile, ClaudeProfile, FakeProfile, Launch, ShellProfile};
+pub use sanitize::sanitize_message;
+pub use screen::{ScreenState, read_screen};
+
+/// Environment variable naming the session an agent runs in.
+pub const ENV_SESSION_ID: &str = "SM_SESSION_ID";
+/// Environment variable naming the server's URL.
+pub const ENV_SERVER_URL: &str = "SM_SERVER_URL";
+/// The Python session manager's name for [`ENV_SESSION_ID`], set too for its users.
+pub const ENV_LEGACY_SESSION_ID: &str = "CLAUDE_SESSION_MANAGER_ID";
+/// The Python session manager's name for [`ENV_SERVER_URL`].
+pub const ENV_LEGACY_SERVER_URL: &str = "SM_API_URL";
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The server URL put in every agent's environment.
+    pub server_url: Option<String>,
+    /// Largest message accepted, in bytes after sanitising.
+    pub max_message_bytes: usize,
+    /// How long a new agent may take to show its prompt.
+    pub ready_timeout: Duration,
+    /// How long typed text or a submit may take to show on screen.
+    pub verify_timeout: Duration,
+    /// How long an interrupted agent may take to settle at its prompt.
+    pub settle_timeout: Duration,
+    /// Idle this long with nobody waiting raises an idle-timeout event.
+    pub idle_timeout: Duration,
+    /// Terminal size for new agents.
+    pub cols: u16,
+    /// Terminal size for new agents.
+    pub rows: u16,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            server_url: None,
+            max_message_bytes: 100_000,
+            ready_timeout: Duration::from_secs(60),
+            verify_timeout: Duration::from_secs(5),
+            settle_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            cols: 200,
+            rows: 50,
+        }
+    }
+}
+
+/// Who is asking. Sessions may only kill or clear their own descendants; an admin (a human
+/// with the admin token) may act on any session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A human or program with full authority.
+    Admin,
+    /// A managed agent.
+    Session(SessionId),
+}
+
+impl Caller {
+    fn session(&self) -> Option<&SessionId> {
+        match self {
+            Caller::Admin => None,
+            Caller::Session(id) => Some(id),
+        }
+    }
+}
+
+/// A request to start an agent.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest {
+    /// Which agent.
+    pub agent: AgentKind,
+    /// The first message, delivered once the agent is ready.
+    pub prompt: Option<String>,
+    /// A friendly name.
+    pub name: Option<SessionName>,
+    /// The model.
+    pub model: Option<String>,
+    /// Where it works.
+    pub working_dir: PathBuf,
+    /// Skip permission prompts (Claude Code's `--dangerously-skip-permissions`).
+    pub skip_permissions: bool,
+    /// Resume an earlier Claude conversation by its id.
+    pub resume: Option<String>,
+    /// Wake the caller when the new agent's first turn ends (or after this long).
+    pub wait: Option<Duration>,
+}
+
+impl SpawnRequest {
+    /// A request for `agent` in `working_dir`, with everything else unset.
+    pub fn new(agent: AgentKind, working_dir: impl Into<PathBuf>) -> Self {
+        SpawnRequest {
+            agent,
+            prompt: None,
+            name: None,
+            model: None,
+            working_dir: working_dir.into(),
+            skip_permissions: false,
+            resume: None,
+            wait: None,
+        }
+    }
+}
+
+/// A hook event from an agent (`sm hook <event>` posts these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookEvent {
+    /// The hook's event name (`Stop`, `UserPromptSubmit`, …).
+    pub event: String,
+    /// Its JSON payload.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+/// What the engine publishes to subscribers ([`Engine::subscribe`]): every event it appends
+/// to the store's log.
+pub type EngineEvent = Event;
+
+pub(crate) struct Inner {
+    store: Arc<dyn MessageStore>,
+    backend: Arc<dyn TerminalBackend>,
+    lock_policy: Arc<dyn LockPolicy>,
+    notifier: Option<Arc<dyn Notifier>>,
+    profiles: HashMap<AgentKind, Arc<dyn AgentProfile>>,
+    config: EngineConfig,
+    actors: Mutex<HashMap<SessionId, ActorHandle>>,
+    events: broadcast::Sender<EngineEvent>,
+    /// Signalled whenever a lock is released, so blocked auto-locks retry at once.
+    lock_released: tokio::sync::Notify,
+}
+
+#[derive(Clone)]
+struct ActorHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<SessionStatus>,
+}
+
+fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    store: Arc<dyn MessageStore>,
+    backend: Arc<dyn TerminalBackend>,
+    lock_policy: Arc<dyn LockPolicy>,
+    notifier: Option<Arc<dyn Notifier>>,
+    profiles: HashMap<AgentKind, Arc<dyn AgentProfile>>,
+    config: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// Uses `policy` for workspace locks (default: [`crate::DefaultLockPolicy`]).
+    pub fn lock_policy(mut self, policy: Arc<dyn LockPolicy>) -> Self {
+        self.lock_policy = policy;
+        self
+    }
+
+    /// Sends notifications to `notifier` (compose several with [`crate::FanoutNotifier`]).
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Adds or replaces the profile for its agent kind.
+    pub fn profile(mut self, profile: Arc<dyn AgentProfile>) -> Self {
+        self.profiles.insert(profile.kind(), profile);
+        self
+    }
+
+    /// Engine settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Starts the engine: re-adopts live agents from the store and the backend (marking
+    /// vanished ones dead and telling whoever waited on them) and resumes delivery.
+    pub async fn start(self) -> Result<Engine> {
+        let (events, _) = broadcast::channel(1024);
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                backend: self.backend,
+                lock_policy: self.lock_policy,
+                notifier: self.notifier,
+                profiles: self.profiles,
+                config: self.config,
+                actors: Mutex::new(HashMap::new()),
+                events,
+                lock_released: tokio::sync::Notify::new(),
+            }),
+        };
+        engine.listen_to_backend();
+        engine.recover().await?;
+        Ok(engine)
+    }
+}
+
+/// The session manager engine. Cheap to clone; all clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// A builder over `store` and `backend`, with the default lock policy, no notifier and
+    /// the Claude Code and shell profiles.
+    pub fn builder(
+        store: Arc<dyn MessageStore>,
+        backend: Arc<dyn TerminalBackend>,
+    ) -> EngineBuilder {
+        let mut profiles: HashMap<AgentKind, Arc<dyn AgentProfile>> = HashMap::new();
+        profiles.insert(AgentKind::Claude, Arc::new(ClaudeProfile::default()));
+        profiles.insert(AgentKind::Shell, Arc::new(ShellProfile::default()));
+        EngineBuilder {
+            store,
+            backend,
+            lock_policy: Arc::new(crate::DefaultLockPolicy::default()),
+            notifier: None,
+            profiles,
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// The store the engine uses.
+    pub fn store(&self) -> &Arc<dyn MessageStore> {
+        &self.inner.store
+    }
+
+    /// The terminal backend the engine uses.
+    pub fn backend(&self) -> &Arc<dyn TerminalBackend> {
+        &self.inner.backend
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Events as they happen (status changes, deliveries, wake-ups, locks, …).
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    // ----- lookup -----
+
+    /// Finds a session by id, by a unique id prefix (8+ characters) or by live name.
+    pub async fn resolve(&self, reference: &str) -> Result<Session> {
+        let reference = reference.trim();
+        if let Ok(id) = reference.parse::<SessionId>() {
+            return self
+                .inner
+                .store
+                .get_session(&id)
+                .await?
+                .ok_or_else(|| Error::SessionNotFound(reference.to_string()));
+        }
+        if let Ok(name) = reference.parse::<SessionName>() {
+            if let Some(s) = self.inner.store.find_live_by_name(&name).await? {
+                return Ok(s);
+            }
+        }
+        if reference.len() >= 8 && reference.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let lower = reference.to_ascii_lowercase();
+            let matches: Vec<Session> = self
+                .inner
+                .store
+                .list_sessions()
+                .await?
+                .into_iter()
+                .filter(|s| s.id.as_str().starts_with(&lower))
+                .collect();
+            if matches.len() == 1 {
+                return Ok(matches.into_iter().next().unwrap_or_else(|| unreachable!()));
+            }
+            if matches.len() > 1 {
+                return Err(Error::InvalidInput(format!(
+                    "{reference:?} matches {} sessions; give more of the id",
+                    matches.len()
+                )));
+            }
+        }
+        Err(Error::SessionNotFound(reference.to_string()))
+    }
+
+    /// Every session, oldest first.
+    pub async fn sessions(&self) -> Result<Vec<Session>> {
+        self.inner.store.list_sessions().await
+    }
+
+    /// The children of `parent` (all descendants when `recursive`).
+    pub async fn children(&self, parent: &SessionId, recursive: bool) -> Result<Vec<Session>> {
+        let all = self.inner.store.list_sessions().await?;
+        let mut out = Vec::new();
+        let mut frontier = vec![parent.clone()];
+        while let Some(p) = frontier.pop() {
+            for s in all.iter().filter(|s| s.parent.as_ref() == Some(&p)) {
+                out.push(s.clone());
+                if recursive {
+                    frontier.push(s.id.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `ancestor` is `id`'s parent, grandparent, …
+    pub async fn is_ancestor(&self, ancestor: &SessionId, id: &SessionId) -> Result<bool> {
+        let mut current = self.inner.store.get_session(id).await?;
+        let mut hops = 0;
+        while let Some(s) = current {
+            match s.parent {
+                Some(p) if &p == ancestor => return Ok(true),
+                Some(p) if hops < 1000 => {
+                    current = self.inner.store.get_session(&p).await?;
+                    hops += 1;
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn authorize(&self, caller: &Caller, target: &SessionId, action: &str) -> Result<()> {
+        match caller {
+            Caller::Admin => Ok(()),
+            Caller::Session(me) if self.is_ancestor(me, target).await? => Ok(()),
+            Caller::Session(_) => Err(Error::Forbidden(format!(
+                "only an ancestor of session {target} (or an admin) may {action} it"
+            ))),
+        }
+    }
+
+    /// The last `lines` lines of an agent's terminal.
+    pub async fn output(&self, id: &SessionId, lines: usize) -> Result<Vec<String>> {
+        self.inner.backend.capture_tail(id, lines).await
+    }
+
+    // ----- spawn -----
+
+    /// Starts an agent and returns once it is ready for input (its first message, if any,
+    /// is queued by then). The caller becomes its parent.
+    ///
+    /// Errors: invalid name, model or working dir; [`Error::NameTaken`];
+    /// [`Error::NotSupported`] for an agent kind without a profile; [`Error::Backend`] when
+    /// the agent cannot start or never becomes ready (it is then killed and marked dead).
+    pub async fn spawn(&self, caller: &Caller, request: SpawnRequest) -> Result<Session> {
+        let profile = self
+            .inner
+            .profiles
+            .get(&request.agent)
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotSupported(format!("no profile for agent kind {}", request.agent))
+            })?;
+        let working_dir =
+            request
+                .working_dir
+                .canonicalize()
+                .map_err(|e| Error::InvalidWorkingDir {
+                    path: request.working_dir.clone(),
+                    reason: e.to_string(),
+                })?;
+        if !working_dir.is_dir() {
+            return Err(Error::InvalidWorkingDir {
+                path: request.working_dir.clone(),
+                reason: "not a directory".into(),
+            });
+        }
+        let prompt = match &request.prompt {
+            Some(p) => Some(sanitize_message(p, self.inner.config.max_message_bytes)?),
+            None => None,
+        };
+        if let Some(parent) = caller.session() {
+            let parent_session = self
+                .inner
+                .store
+                .get_session(parent)
+                .await?
+                .ok_or_else(|| Error::SessionNotFound(parent.to_string()))?;
+            if !parent_session.status.is_live() {
+                return Err(Error::InvalidInput(format!(
+                    "session {parent} is {} and cannot spawn agents",
+                    parent_session.status
+                )));
+            }
+        }
+        let id = SessionId::new_random();
+        let (program, args, profile_env) = profile.command(&Launch {
+            id: &id,
+            model: request.model.as_deref(),
+            skip_permissions: request.skip_permissions,
+            resume: request.resume.as_deref(),
+        })?;
+        let mut session = Session::new(id.clone(), request.agent, working_dir.clone());
+        session.name = request.name.clone();
+        session.parent = caller.session().cloned();
+        session.model = request.model.clone();
+        self.inner.store.insert_session(&session).await?;
+        self.record(
+            Some(&id),
+            EventKind::SessionCreated {
+                agent: request.agent,
+            },
+        )
+        .await;
+
+        let mut spec = SpawnSpec::new(id.clone(), program, &working_dir);
+        spec.args = args;
+        spec.env = profile_env;
+        spec.env.insert(ENV_SESSION_ID.into(), id.to_string());
+        spec.env
+            .insert(ENV_LEGACY_SESSION_ID.into(), id.to_string());
+        if let Some(url) = &self.inner.config.server_url {
+            spec.env.insert(ENV_SERVER_URL.into(), url.clone());
+            spec.env.insert(ENV_LEGACY_SERVER_URL.into(), url.clone());
+        }
+        spec.cols = self.inner.config.cols;
+        spec.rows = self.inner.config.rows;
+        let handle = self.start_actor(session.clone(), profile.clone());
+        if let Err(e) = self.inner.backend.create(&spec).await {
+            let _ = handle.commands.send(Command::Exited {
+                status: None,
+                reason: format!("could not start: {e}"),
+            });
+            return Err(e);
+        }
+        let _ = handle.commands.send(Command::Activity);
+
+        // Wait for the agent's prompt (screen or SessionStart hook), with a deadline.
+        let mut status = handle.status.clone();
+        let ready = tokio::time::timeout(self.inner.config.ready_timeout, async {
+            loop {
+                let s = *status.borrow_and_update();
+                if s != SessionStatus::Starting {
+                    return s;
+                }
+                if status.changed().await.is_err() {
+                    return SessionStatus::Dead;
+                }
+            }
+        })
+        .await;
+        match ready {
+            Ok(s) if s.is_live() => {}
+            Ok(s) => {
+                let tail = self
+                    .inner
+                    .backend
+                    .capture_tail(&id, 10)
+                    .await
+                    .unwrap_or_default();
+                return Err(Error::backend_msg(format!(
+                    "the agent ended while starting ({s}); last output:\n{}",
+                    tail.join("\n")
+                )));
+            }
+            Err(_) => {
+                let tail = self
+                    .inner
+                    .backend
+                    .capture_tail(&id, 10)
+                    .await
+                    .unwrap_or_default();
+                let _ = self.kill(&Caller::Admin, &id).await;
+                return Err(Error::backend_msg(format!(
+                    "the agent did not become ready within {:?}; its screen ended with:\n{}",
+                    self.inner.config.ready_timeout,
+                    tail.join("\n")
+                )));
+            }
+        }
+        if let Some(text) = prompt {
+            self.enqueue(caller.session(), &id, text, DeliveryMode::Sequential)
+                .await?;
+        }
+        if let (Some(wait), Some(parent)) = (request.wait, caller.session()) {
+            self.register_wait(Some(parent), &id, wait).await?;
+        }
+        self.inner
+            .store
+            .get_session(&id)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(id.to_string()))
+    }
+
+    // ----- send -----
+
+    /// Queues `text` for `target` in `mode` and returns the stored message. Returns once the
+    /// message is durable; delivery follows (see the module docs).
+    ///
+    /// Errors: [`Error::InvalidInput`] for empty or oversized text; [`Error::SessionNotFound`];
+    /// [`Error::InvalidInput`] when the target is stopped or dead.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        target: &SessionId,
+        text: &str,
+        mode: DeliveryMode,
+    ) -> Result<Message> {
+        let text = sanitize_message(text, self.inner.config.max_message_bytes)?;
+        self.enqueue(caller.session(), target, text, mode).await
+    }
+
+    async fn enqueue(
+        &self,
+        sender: Option<&SessionId>,
+        target: &SessionId,
+        text: String,
+        mode: DeliveryMode,
+    ) -> Result<Message> {
+        let session = self
+            .inner
+            .store
+            .get_session(target)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
+        if !session.status.is_live() {
+            return Err(Error::InvalidInput(format!(
+                "session {} is {}: it cannot receive messages",
+                display_name(&session),
+                session.status
+            )));
+        }
+        let message = self
+            .inner
+            .store
+            .enqueue(NewMessage {
+                target: target.clone(),
+                sender: sender.cloned(),
+                text,
+                mode,
+            })
+            .await?;
+        self.record(
+            Some(target),
+            EventKind::MessageQueued {
+                message: message.id,
+                mode,
+            },
+        )
+        .await;
+        self.kick(target);
+        Ok(message)
+    }
+
+    fn kick(&self, target: &SessionId) {
+        if let Some(h) = lock_map(&self.inner.actors).get(target) {
+            let _ = h.commands.send(Command::Kick);
+        }
+    }
+
+    // ----- wait -----
+
+    /// Returns at once; when `target` next finishes a turn with nothing left queued for it
+    /// (at once if it already idles with nothing queued), or when `timeout` passes, the
+    /// caller gets a short message saying which — delivered like any important message,
+    /// which wakes it. An admin caller gets only the event.
+    pub async fn wait(&self, caller: &Caller, target: &SessionId, timeout: Duration) -> Result<()> {
+        self.register_wait(caller.session(), target, timeout).await
+    }
+
+    async fn register_wait(
+        &self,
+        waiter: Option<&SessionId>,
+        target: &SessionId,
+        timeout: Duration,
+    ) -> Result<()> {
+        let session = self
+            .inner
+            .store
+            .get_session(target)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
+        if !session.status.is_live() {
+            return Err(Error::InvalidInput(format!(
+                "session {} is {}: there is nothing to wait for",
+                display_name(&session),
+                session.status
+            )));
+        }
+        let deadline = Timestamp(Timestamp::now().0 + timeout.as_millis() as i64);
+        let wait = self.inner.store.add_wait(waiter, target, deadline).await?;
+        match lock_map(&self.inner.actors).get(target) {
+            Some(h) => {
+                let _ = h.commands.send(Command::WaitAdded(wait));
+                Ok(())
+            }
+            None => Err(Error::SessionNotFound(target.to_string())),
+        }
+    }
+
+    // ----- hooks -----
+
+    /// Takes a hook event reported by agent `id` (Stop → idle, UserPromptSubmit and tool
+    /// use → working, permission Notification → needs input, SessionEnd → stopped).
+    pub async fn hook(&self, id: &SessionId, event: HookEvent) -> Result<()> {
+        let handle = lock_map(&self.inner.actors).get(id).cloned();
+        match handle {
+            Some(h) => {
+                let _ = h.commands.send(Command::Hook(event));
+                Ok(())
+            }
+            None => Err(Error::SessionNotFound(id.to_string())),
+        }
+    }
+
+    // ----- clear / kill / rename -----
+
+    /// Resets the agent's context (Claude Code: `/clear`), verified on screen. The session
+    /// keeps its id and name. The agent must be idle.
+    pub async fn clear(&self, caller: &Caller, target: &SessionId) -> Result<()> {
+        self.authorize(caller, target, "clear").await?;
+        let handle = lock_map(&self.inner.actors)
+            .get(target)
+            .cloned()
+            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        handle
+            .commands
+            .send(Command::Clear(tx))
+            .map_err(|_| Error::SessionNotFound(target.to_string()))?;
+        rx.await.map_err(|_| Error::Closed("the session"))?
+    }
+
+    /// Ends the agent's terminal, marks it dead, releases its locks, fails its queue
+    /// (telling senders) and wakes its waiters with the news. Idempotent.
+    pub async fn kill(&self, caller: &Caller, target: &SessionId) -> Result<()> {
+        self.authorize(caller, target, "kill").await?;
+        let handle = lock_map(&self.inner.actors).get(target).cloned();
+        if let Some(h) = &handle {
+            let _ = h.commands.send(Command::Killing);
+        }
+        self.inner.backend.kill(target).await?;
+        match handle {
+            Some(h) => {
+                let _ = h.commands.send(Command::Exited {
+                    status: None,
+                    reason: "killed".into(),
+                });
+                // Return once the actor has recorded the death.
+                let mut status = h.status.clone();
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while status.borrow_and_update().is_live() {
+                        if status.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            None => {
+                if let Some(s) = self.inner.store.get_session(target).await? {
+                    if s.status.is_live() {
+                        self.inner
+                            .store
+                            .set_status(target, SessionStatus::Dead)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a session a new name (or none). A session may rename itself or its descendants.
+    pub async fn rename(
+        &self,
+        caller: &Caller,
+        target: &SessionId,
+        name: Option<SessionName>,
+    ) -> Result<Session> {
+        if caller.session() != Some(target) {
+            self.authorize(caller, target, "rename").await?;
+        }
+        self.inner.store.rename_session(target, name).await
+    }
+
+    // ----- locks -----
+
+    /// Takes the lock on the caller's workspace (explicit, held until released or death).
+    pub async fn lock(&self, holder: &SessionId, reason: &str) -> Result<Lock> {
+        let session = self
+            .inner
+            .store
+            .get_session(holder)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(holder.to_string()))?;
+        let workspace = self.workspace_for(&session.working_dir).await?;
+        let lock = self
+            .inner
+            .store
+            .acquire_lock(&LockRequest {
+                workspace: workspace.clone(),
+                holder: holder.clone(),
+                reason: reason.to_string(),
+                kind: LockKind::Explicit,
+            })
+            .await?;
+        self.record(
+            Some(holder),
+            EventKind::LockAcquired {
+                workspace,
+                reason: reason.to_string(),
+            },
+        )
+        .await;
+        Ok(lock)
+    }
+
+    /// Releases the caller's locks (explicit and automatic); returns what was released.
+    pub async fn unlock(&self, holder: &SessionId) -> Result<Vec<Lock>> {
+        let released = self.inner.store.release_locks_of(holder, None).await?;
+        self.after_release(holder, &released).await;
+        Ok(released)
+    }
+
+    /// The PreToolUse auto-lock: takes the lock on the workspace of `file` for `holder`,
+    /// waiting as the policy says when another live session holds it. Released when the
+    /// holder's turn ends.
+    ///
+    /// Errors: [`Error::LockConflict`] naming the holder and its reason once the wait is over.
+    pub async fn auto_lock(&self, holder: &SessionId, file: &Path) -> Result<Lock> {
+        let session = self
+            .inner
+            .store
+            .get_session(holder)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(holder.to_string()))?;
+        let file = if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            session.working_dir.join(file)
+        };
+        // The file may not exist yet: its nearest existing ancestor decides the workspace.
+        let dir = file
+            .ancestors()
+            .skip(1)
+            .find(|a| a.is_dir())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| session.working_dir.clone());
+        let workspace = self.workspace_for(&dir).await?;
+        let request = LockRequest {
+            workspace: workspace.clone(),
+            holder: holder.clone(),
+            reason: format!("writing {}", file.display()),
+            kind: LockKind::Auto,
+        };
+        let deadline = match self.inner.lock_policy.contention(LockKind::Auto) {
+            Contention::Fail => tokio::time::Instant::now(),
+            Contention::WaitUpTo(d) => tokio::time::Instant::now() + d,
+        };
+        loop {
+            let released = self.inner.lock_released.notified();
+            match self.inner.store.acquire_lock(&request).await {
+                Ok(lock) => {
+                    if lock.acquired_at >= Timestamp(Timestamp::now().0 - 1000) {
+                        self.record(
+                            Some(holder),
+                            EventKind::LockAcquired {
+                                workspace: workspace.clone(),
+                                reason: lock.reason.clone(),
+                            },
+                        )
+                        .await;
+                    }
+                    return Ok(lock);
+                }
+                Err(Error::LockConflict(held)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::LockConflict(held));
+                    }
+                    // Retry when any lock is released, or at the deadline.
+                    let _ = tokio::time::timeout_at(deadline, released).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn workspace_for(&self, dir: &Path) -> Result<crate::types::Workspace> {
+        let policy = self.inner.lock_policy.clone();
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || policy.workspace_for(&dir))
+            .await
+            .map_err(|e| Error::backend("workspace lookup failed", e))?
+    }
+
+    async fn after_release(&self, holder: &SessionId, released: &[Lock]) {
+        for lock in released {
+            self.record(
+                Some(holder),
+                EventKind::LockReleased {
+                    workspace: lock.workspace.clone(),
+                },
+            )
+            .await;
+        }
+        if !released.is_empty() {
+            self.inner.lock_released.notify_waiters();
+        }
+    }
+
+    // ----- internals -----
+
+    async fn record(&self, session: Option<&SessionId>, kind: EventKind) {
+        record(&self.inner, session, kind).await;
+    }
+
+    fn start_actor(&self, session: Session, profile: Arc<dyn AgentProfile>) -> ActorHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(session.status);
+        let handle = ActorHandle {
+            commands: tx,
+            status: status_rx,
+        };
+        lock_map(&self.inner.actors).insert(session.id.clone(), handle.clone());
+        let actor = Actor::new(self.clone(), session, profile, status_tx);
+        tokio::spawn(actor.run(rx));
+        handle
+    }
+
+    fn actor_finished(&self, id: &SessionId) {
+        lock_map(&self.inner.actors).remove(id);
+    }
+
+    /// Forwards backend events to the actors.
+    fn listen_to_backend(&self) {
+        let mut events = self.inner.backend.events();
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let event = events.recv().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let actors = lock_map(&inner.actors);
+                match event {
+                    Ok(BackendEvent::Output(id)) => {
+                        if let Some(h) = actors.get(&id) {
+                            let _ = h.commands.send(Command::Activity);
+                        }
+                    }
+                    Ok(BackendEvent::Exited { id, status }) => {
+                        if let Some(h) = actors.get(&id) {
+                            let reason = match status {
+                                Some(code) => format!("the agent exited with status {code}"),
+                                None => "the agent's terminal closed".to_string(),
+                            };
+                            let _ = h.commands.send(Command::Exited { status, reason });
+                        }
+                    }
+                    // Missed events: every actor looks at its screen and liveness again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        for h in actors.values() {
+                            let _ = h.commands.send(Command::CheckAlive);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Reconciles the store with the backend after a (re)start.
+    async fn recover(&self) -> Result<()> {
+        let live: std::collections::HashSet<SessionId> =
+            self.inner.backend.list().await?.into_iter().collect();
+        for session in self.inner.store.list_sessions().await? {
+            if !session.status.is_live() {
+                continue;
+            }
+            let Some(profile) = self.inner.profiles.get(&session.agent).cloned() else {
+                tracing::warn!(session = %session.id, agent = %session.agent, "no profile; marking dead");
+                self.inner
+                    .store
+                    .set_status(&session.id, SessionStatus::Dead)
+                    .await?;
+                continue;
+            };
+            let handle = self.start_actor(session.clone(), profile);
+            if live.contains(&session.id) {
+                tracing::info!(session = %session.id, "re-adopted a running agent");
+                let _ = handle.commands.send(Command::Recover);
+            } else {
+                let _ = handle.commands.send(Command::Exited {
+                    status: None,
+                    reason: "the agent's terminal vanished while sm was down".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the engine's actors. Agents keep running; a new engine re-adopts them.
+    pub fn shutdown(&self) {
+        for (_, h) in lock_map(&self.inner.actors).drain() {
+            let _ = h.commands.send(Command::Shutdown);
+        }
+    }
+}
+
+pub(crate) async fn record(inner: &Inner, session: Option<&SessionId>, kind: EventKind) {
+    match inner.store.append_event(session, kind).await {
+        Ok(event) => {
+            let _ = inner.events.send(event);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot record an event"),
+    }
+}
+
+pub(crate) fn notify(inner: &Inner, notification: Notification) {
+    if let Some(n) = inner.notifier.clone() {
+        tokio::spawn(async move {
+            if let Err(e) = n.notify(&notification).await {
+                tracing::warn!(notifier = n.name(), error = %e, "notification failed");
+            }
+        });
+    }
+}
+
+/// `name (short id)` or the id.
+pub fn display_name(session: &Session) -> String {
+    match &session.name {
+        Some(n) => format!("{n} ({})", &session.id.as_str()[..8]),
+        None => session.id.to_string(),
+    }
+}
+
+/// Messages still to be delivered to `target`.
+pub(crate) async fn pending_for(
+    store: &dyn MessageStore,
+    target: &SessionId,
+) -> Result<Vec<Message>> {
+    store
+        .list_messages(&MessageFilter {
+            target: Some(target.clone()),
+            states: vec![MessageState::Queued, MessageState::Delivering],
+            limit: 0,
+        })
+        .await
+}

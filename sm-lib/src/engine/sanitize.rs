@@ -1,0 +1,126 @@
+//! Making message text safe to type into a terminal.
+
+use crate::error::{Error, Result};
+
+/// Cleans `text` for typing into an agent's terminal and checks its size.
+///
+/// - Escape sequences (CSI, OSC, DCS, …) are removed whole, so nothing can move the cursor,
+///   change the title or reprogram the terminal.
+/// - Other control characters (C0 but newline and tab, DEL, C1) are removed.
+/// - `\r\n` and lone `\r` become `\n`.
+/// - Trailing whitespace is dropped (a trailing newline would otherwise submit early).
+///
+/// Errors: [`Error::InvalidInput`] when nothing printable is left, or when the result is
+/// longer than `max_bytes`.
+pub fn sanitize_message(text: &str, max_bytes: usize) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => skip_escape_sequence(&mut chars),
+            '\r' => {
+                if chars.peek() != Some(&'\n') {
+                    out.push('\n');
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            // Unicode bidirectional overrides can make text display differently from what
+            // the agent receives.
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            c => out.push(c),
+        }
+    }
+    let trimmed_len = out.trim_end().len();
+    out.truncate(trimmed_len);
+    if out.trim().is_empty() {
+        return Err(Error::InvalidInput(
+            "the message is empty (after removing control characters)".into(),
+        ));
+    }
+    if out.len() > max_bytes {
+        return Err(Error::InvalidInput(format!(
+            "the message is {} bytes; the limit is {max_bytes} (delivery.max_message_bytes)",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Consumes the rest of an escape sequence whose ESC was just read.
+fn skip_escape_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.peek().copied() {
+        // CSI: parameters and intermediates, then one final byte in @..~
+        Some('[') => {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+        // OSC, DCS, SOS, PM, APC: up to BEL or ST (ESC \)
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\u{7}' {
+                    break;
+                }
+                if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                    chars.next();
+                    break;
+                }
+            }
+        }
+        // Two-character sequences (ESC c, ESC 7, ESC ( B …)
+        Some('(' | ')' | '*' | '+' | '#' | '%') => {
+            chars.next();
+            chars.next();
+        }
+        Some(_) => {
+            chars.next();
+        }
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean(s: &str) -> String {
+        sanitize_message(s, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn escape_sequences_are_removed_whole() {
+        assert_eq!(clean("a\u{1b}[2J\u{1b}[1;1Hb"), "ab");
+        assert_eq!(clean("x\u{1b}]0;evil title\u{7}y"), "xy");
+        assert_eq!(
+            clean("x\u{1b}]8;;http://e\u{1b}\\link\u{1b}]8;;\u{1b}\\y"),
+            "xlinky"
+        );
+        assert_eq!(clean("a\u{1b}cb\u{1b}(Bc"), "abc");
+        assert_eq!(clean("\u{1b}[200~paste\u{1b}[201~"), "paste");
+    }
+
+    #[test]
+    fn controls_go_newlines_and_tabs_stay() {
+        assert_eq!(clean("a\u{0}b\u{7}c\u{8}d\u{7f}e\u{9b}f"), "abcdef");
+        assert_eq!(
+            clean("one\r\ntwo\rthree\n\tfour"),
+            "one\ntwo\nthree\n\tfour"
+        );
+        assert_eq!(clean("unicode ✓ 日本 🚀"), "unicode ✓ 日本 🚀");
+        assert_eq!(clean("trailing newline\n\n"), "trailing newline");
+        assert_eq!(clean("a\u{202e}b"), "ab");
+    }
+
+    #[test]
+    fn empty_and_oversized_messages_are_refused() {
+        assert!(sanitize_message("", 10).is_err());
+        assert!(sanitize_message("\u{1b}[2J\n \t", 10).is_err());
+        let err = sanitize_message(&"x".repeat(11), 10).unwrap_err();
+        assert!(err.to_string().contains("limit is 10"), "{err}");
+    }
+}
