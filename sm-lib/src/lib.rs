@@ -45,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod lock_policy;
 pub mod memory;
+pub mod memory_backend;
 pub mod notifier;
 pub mod store;
 pub mod types;
@@ -58,6 +59,7 @@ pub use engine::{Caller, Engine, EngineConfig, HookEvent, SpawnRequest};
 pub use error::{Error, Result};
 pub use lock_policy::{Contention, DefaultLockPolicy, LockPolicy};
 pub use memory::MemoryStore;
+pub use memory_backend::MemoryBackend;
 pub use notifier::{FanoutNotifier, Notification, NotificationKind, Notifier};
 pub use store::{MessageFilter, MessageStore};
 pub use types::{

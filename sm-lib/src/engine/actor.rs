@@ -76,7 +76,9 @@ pub(crate) struct Actor {
     profile: Arc<dyn AgentProfile>,
     status_tx: watch::Sender<SessionStatus>,
     status: SessionStatus,
-    waits: Vec<Wait>,
+    /// Waits on this session, each with its deadline on the runtime's clock (the stored
+    /// deadline is wall-clock; timers must follow tokio time).
+    waits: Vec<(Wait, Instant)>,
     queue_dirty: bool,
     retry_at: Option<Instant>,
     turn_seen_working: bool,
@@ -139,7 +141,11 @@ impl Actor {
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         match self.inner().store.list_waits(Some(&self.id)).await {
-            Ok(waits) => self.waits = waits,
+            Ok(waits) => {
+                for w in waits {
+                    self.add_wait(w);
+                }
+            }
             Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot load waits"),
         }
         if self.status == SessionStatus::Idle {
@@ -173,14 +179,14 @@ impl Actor {
         self.engine.actor_finished(&self.id);
     }
 
+    fn add_wait(&mut self, wait: Wait) {
+        let left = (wait.deadline.0 - Timestamp::now().0).max(0) as u64;
+        let due = Instant::now() + Duration::from_millis(left);
+        self.waits.push((wait, due));
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
-        let now_ts = Timestamp::now().0;
-        let now = Instant::now();
-        let wait_deadline = self
-            .waits
-            .iter()
-            .map(|w| now + Duration::from_millis(w.deadline.0.saturating_sub(now_ts).max(0) as u64))
-            .min();
+        let wait_deadline = self.waits.iter().map(|(_, due)| *due).min();
         let idle_deadline = match (self.status, self.idle_since, self.idle_notified) {
             (SessionStatus::Idle, Some(since), false) => {
                 Some(since + self.inner().config.idle_timeout)
@@ -209,7 +215,7 @@ impl Actor {
                 }
             }
             Command::Hook(event) => self.on_hook(event).await,
-            Command::WaitAdded(wait) => self.waits.push(wait),
+            Command::WaitAdded(wait) => self.add_wait(wait),
             Command::Clear(reply) => {
                 let result = self.clear().await;
                 let _ = reply.send(result);
@@ -249,12 +255,11 @@ impl Actor {
             self.retry_at = None;
             self.queue_dirty = true;
         }
-        let now_ts = Timestamp::now();
         let expired: Vec<Wait> = self
             .waits
             .iter()
-            .filter(|w| w.deadline <= now_ts)
-            .cloned()
+            .filter(|(_, due)| *due <= now)
+            .map(|(w, _)| w.clone())
             .collect();
         for wait in expired {
             let secs = (wait.deadline.0 - wait.created_at.0).max(0) / 1000;
@@ -518,13 +523,13 @@ impl Actor {
             "[sm] {} is idle: its turn is done.{last}",
             display_name(&self.session)
         );
-        for wait in std::mem::take(&mut self.waits) {
+        for (wait, _) in std::mem::take(&mut self.waits) {
             self.fire_wait(&wait, text.clone()).await;
         }
     }
 
     async fn fire_wait(&mut self, wait: &Wait, text: String) {
-        self.waits.retain(|w| w.id != wait.id);
+        self.waits.retain(|(w, _)| w.id != wait.id);
         if let Err(e) = self.inner().store.remove_wait(wait.id).await {
             tracing::warn!(error = %e, "cannot remove a wait");
         }
@@ -916,7 +921,7 @@ impl Actor {
             Err(e) => tracing::error!(session = %self.id, error = %e, "cannot release locks"),
         }
         let text = format!("[sm] {} ended ({reason}).", display_name(&self.session));
-        for wait in std::mem::take(&mut self.waits) {
+        for (wait, _) in std::mem::take(&mut self.waits) {
             self.fire_wait(&wait, text.clone()).await;
         }
         if final_status == SessionStatus::Dead && !self.killing {

@@ -1,0 +1,375 @@
+//! Engine timing rules on simulated agents (`MemoryBackend`) under paused time: idle
+//! timeouts, wait deadlines, one Escape per interrupt, a lost Enter pressed again once but
+//! the text never retyped, readiness deadlines, no false idle while working.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sm_lib::engine::{EngineConfig, FakeProfile};
+use sm_lib::memory_backend::{Received, SimulatedAgent};
+use sm_lib::{
+    AgentKind, Caller, DeliveryMode, Engine, EventKind, Key, MemoryBackend, MemoryStore,
+    MessageState, MessageStore, Notification, NotificationKind, Notifier, Session, SessionStatus,
+    SpawnRequest,
+};
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Notification>>);
+
+#[async_trait]
+impl Notifier for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    async fn notify(&self, n: &Notification) -> sm_lib::Result<()> {
+        self.0.lock().unwrap().push(n.clone());
+        Ok(())
+    }
+}
+
+struct Sim {
+    engine: Engine,
+    backend: MemoryBackend,
+    store: Arc<MemoryStore>,
+    notes: Arc<Recorder>,
+    dir: tempfile::TempDir,
+}
+
+async fn sim(config: EngineConfig) -> Sim {
+    let backend = MemoryBackend::new();
+    let store = Arc::new(MemoryStore::new());
+    let notes = Arc::new(Recorder::default());
+    let mut hooks = backend.hook_events();
+    let engine = Engine::builder(store.clone(), Arc::new(backend.clone()))
+        .profile(Arc::new(FakeProfile {
+            program: PathBuf::from("simulated"),
+            env: Default::default(),
+        }))
+        .notifier(notes.clone())
+        .config(config)
+        .start()
+        .await
+        .unwrap();
+    let forward = engine.clone();
+    tokio::spawn(async move {
+        while let Some((id, event)) = hooks.recv().await {
+            let _ = forward.hook(&id, event).await;
+        }
+    });
+    Sim {
+        engine,
+        backend,
+        store,
+        notes,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Sim {
+    async fn spawn(&self, name: &str, parent: Option<&Session>) -> Session {
+        let caller = parent.map_or(Caller::Admin, |p| Caller::Session(p.id.clone()));
+        let mut req = SpawnRequest::new(AgentKind::Fake, self.dir.path());
+        req.name = Some(name.parse().unwrap());
+        self.engine.spawn(&caller, req).await.unwrap()
+    }
+
+    async fn status(&self, s: &Session) -> SessionStatus {
+        self.store.get_session(&s.id).await.unwrap().unwrap().status
+    }
+}
+
+/// Lets virtual time pass (the runtime auto-advances while everything sleeps).
+async fn pass(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_agent_with_nobody_waiting_raises_idle_timeout_on_time() {
+    let s = sim(EngineConfig {
+        idle_timeout: Duration::from_secs(300),
+        ..EngineConfig::default()
+    })
+    .await;
+    let w = s.spawn("w", None).await;
+    let timeouts = |events: &[sm_lib::Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::IdleTimeout { .. }))
+            .count()
+    };
+    pass(Duration::from_secs(298)).await;
+    let events = s.store.events(None, Some(&w.id), 0).await.unwrap();
+    assert_eq!(timeouts(&events), 0);
+    pass(Duration::from_secs(4)).await;
+    let events = s.store.events(None, Some(&w.id), 0).await.unwrap();
+    assert_eq!(timeouts(&events), 1);
+    assert!(
+        s.notes
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| matches!(n.kind, NotificationKind::IdleTimeout { .. }))
+    );
+    // Once per idle period.
+    pass(Duration::from_secs(900)).await;
+    let events = s.store.events(None, Some(&w.id), 0).await.unwrap();
+    assert_eq!(timeouts(&events), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_times_out_at_its_deadline_not_before() {
+    let s = sim(EngineConfig::default()).await;
+    let em = s.spawn("em", None).await;
+    let w = s.spawn("w", Some(&em)).await;
+    let as_em = Caller::Session(em.id.clone());
+    s.engine
+        .send(
+            &as_em,
+            &w.id,
+            "forever [[sleep 100000]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(1)).await;
+    s.engine
+        .wait(&as_em, &w.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    pass(Duration::from_secs(58)).await;
+    assert!(s.backend.submitted(&em.id).is_empty());
+    pass(Duration::from_secs(3)).await;
+    let got = s.backend.submitted(&em.id);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("timed out after 60s"), "{got:?}");
+    assert!(got[0].contains("working"), "{got:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn urgent_presses_escape_once_then_waits_for_the_prompt_and_empties_the_box() {
+    let s = sim(EngineConfig::default()).await;
+    let w = s.spawn("w", None).await;
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "long [[sleep 600]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(2)).await;
+    assert_eq!(s.status(&w).await, SessionStatus::Working);
+    s.engine
+        .send(&Caller::Admin, &w.id, "urgent: stop", DeliveryMode::Urgent)
+        .await
+        .unwrap();
+    pass(Duration::from_secs(2)).await;
+    assert_eq!(
+        s.backend.submitted(&w.id),
+        vec!["long [[sleep 600]]", "urgent: stop"]
+    );
+    let received = s.backend.received(&w.id);
+    let escapes = received
+        .iter()
+        .filter(|r| matches!(r, Received::Key(Key::Escape, _)))
+        .count();
+    assert_eq!(escapes, 1, "exactly one Escape: {received:?}");
+    let escape_at = received
+        .iter()
+        .position(|r| matches!(r, Received::Key(Key::Escape, _)))
+        .unwrap();
+    let urgent_at = received
+        .iter()
+        .position(|r| matches!(r, Received::Text(t, _) if t == "urgent: stop"))
+        .unwrap();
+    assert!(
+        received[escape_at..urgent_at]
+            .iter()
+            .any(|r| matches!(r, Received::Key(Key::CtrlU, _))),
+        "the restored prompt is emptied before typing: {received:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_enter_is_pressed_again_once_and_the_text_never_retyped() {
+    let s = sim(EngineConfig::default()).await;
+    s.backend.set_next_agent(SimulatedAgent {
+        swallow_enters: 1,
+        ..SimulatedAgent::default()
+    });
+    let w = s.spawn("w", None).await;
+    let m = s
+        .engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "hello once",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(15)).await;
+    assert_eq!(s.backend.submitted(&w.id), vec!["hello once"]);
+    let received = s.backend.received(&w.id);
+    let typed = received
+        .iter()
+        .filter(|r| matches!(r, Received::Text(..)))
+        .count();
+    let enters = received
+        .iter()
+        .filter(|r| matches!(r, Received::Key(Key::Enter, _)))
+        .count();
+    assert_eq!((typed, enters), (1, 2), "{received:?}");
+    let stored = s.store.get_message(m.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, MessageState::Delivered);
+    assert_eq!(stored.attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_lost_enters_fail_the_message_and_tell_the_sender() {
+    let s = sim(EngineConfig::default()).await;
+    let em = s.spawn("em", None).await;
+    s.backend.set_next_agent(SimulatedAgent {
+        swallow_enters: 2,
+        ..SimulatedAgent::default()
+    });
+    let w = s.spawn("w", Some(&em)).await;
+    let m = s
+        .engine
+        .send(
+            &Caller::Session(em.id.clone()),
+            &w.id,
+            "lost cause",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(30)).await;
+    let stored = s.store.get_message(m.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, MessageState::Failed);
+    assert!(stored.reason.unwrap().contains("Enter was pressed twice"));
+    assert!(s.backend.submitted(&w.id).is_empty());
+    let typed = s
+        .backend
+        .received(&w.id)
+        .iter()
+        .filter(|r| matches!(r, Received::Text(..)))
+        .count();
+    assert_eq!(typed, 1, "never retyped");
+    let told = s.backend.submitted(&em.id);
+    assert!(
+        told.iter().any(|t| t.contains("was not delivered")),
+        "{told:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawn_fails_at_the_ready_deadline_and_the_session_is_dead() {
+    let s = sim(EngineConfig {
+        ready_timeout: Duration::from_secs(60),
+        ..EngineConfig::default()
+    })
+    .await;
+    s.backend.set_next_agent(SimulatedAgent {
+        startup: Duration::from_secs(120),
+        ..SimulatedAgent::default()
+    });
+    let started = tokio::time::Instant::now();
+    let err = s
+        .engine
+        .spawn(
+            &Caller::Admin,
+            SpawnRequest::new(AgentKind::Fake, s.dir.path()),
+        )
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(60) && waited < Duration::from_secs(62),
+        "{waited:?}"
+    );
+    assert!(err.to_string().contains("did not become ready"), "{err}");
+    let all = s.store.list_sessions().await.unwrap();
+    assert_eq!(all[0].status, SessionStatus::Dead);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_hooks_the_screen_ends_the_turn_but_never_while_working() {
+    let s = sim(EngineConfig::default()).await;
+    s.backend.set_next_agent(SimulatedAgent {
+        hooks: false,
+        ..SimulatedAgent::default()
+    });
+    let w = s.spawn("w", None).await;
+    assert_eq!(
+        s.status(&w).await,
+        SessionStatus::Idle,
+        "ready from the screen alone"
+    );
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "work [[sleep 10]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        pass(Duration::from_secs(1)).await;
+        assert_eq!(s.status(&w).await, SessionStatus::Working);
+    }
+    pass(Duration::from_secs(4)).await;
+    assert_eq!(s.status(&w).await, SessionStatus::Idle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_agent_is_dead_its_queue_failed_and_its_waiter_told() {
+    let s = sim(EngineConfig::default()).await;
+    let em = s.spawn("em", None).await;
+    let w = s.spawn("w", Some(&em)).await;
+    let as_em = Caller::Session(em.id.clone());
+    s.engine
+        .send(
+            &as_em,
+            &w.id,
+            "busy [[sleep 100]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(2)).await;
+    let queued = s
+        .engine
+        .send(&as_em, &w.id, "queued", DeliveryMode::Sequential)
+        .await
+        .unwrap();
+    s.engine
+        .wait(&as_em, &w.id, Duration::from_secs(600))
+        .await
+        .unwrap();
+    s.backend.crash(&w.id);
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(s.status(&w).await, SessionStatus::Dead);
+    let stored = s.store.get_message(queued.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, MessageState::Failed);
+    let told = s.backend.submitted(&em.id);
+    assert!(told.iter().any(|t| t.contains("ended")), "{told:?}");
+    assert!(
+        told.iter().any(|t| t.contains("was not delivered")),
+        "{told:?}"
+    );
+    assert!(
+        s.notes
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| matches!(n.kind, NotificationKind::Error { .. }))
+    );
+}
