@@ -1,12 +1,20 @@
 //! `sm`: the command-line client that humans and agents use to talk to the sm server.
 //!
-//! So far it inspects configuration; the agent commands (`spawn`, `send`, `wait`, …) arrive
-//! with the server API.
+//! Inside a managed agent, `SM_SESSION_ID`, `SM_SERVER_URL` and `SM_TOKEN` say who is
+//! calling and where the server is; for a human, the configuration and the admin token in
+//! the state dir do. Exit codes: 0 success; 1 the server refused the request; 2 bad usage
+//! or a local problem (and `auto-lock` refusing a write); 3 the server is not running.
+
+mod client;
+mod commands;
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use client::{CliError, Client};
 use sm_lib::Config;
 
 #[derive(Parser)]
@@ -19,44 +27,175 @@ struct Cli {
     /// Configuration file (default: $SM_CONFIG, else ~/.config/sm/config.yaml if present).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// Print data as JSON.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the sm server in the foreground.
+    Server,
+    /// Start an agent; you become its parent.
+    Spawn(commands::spawn::Args),
+    /// Send a message to a session.
+    Send(commands::send::SendArgs),
+    /// Get a message when a session finishes its turn (returns at once).
+    Wait(commands::send::WaitArgs),
+    /// Reset a session's context (Claude Code: /clear).
+    Clear {
+        /// Session id, id prefix or name.
+        target: String,
+    },
+    /// List the sessions you spawned.
+    Children(commands::sessions::ChildrenArgs),
+    /// End a session you spawned.
+    Kill {
+        /// Session id, id prefix or name.
+        target: String,
+    },
+    /// Name your session (or one you spawned, with --session).
+    Name {
+        /// The new name.
+        name: String,
+        /// The session to name (default: mine).
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// Show this session.
+    Me,
+    /// Show this session (same as `me`).
+    Who,
+    /// Show me, the live sessions and the locks.
+    Status,
+    /// Exit 0 if no other live session works in my directory, 1 otherwise.
+    Alone,
+    /// List live sessions other than mine.
+    Others,
+    /// List every session.
+    All,
+    /// Lock my workspace.
+    Lock {
+        /// Why (shown to anyone refused).
+        reason: String,
+    },
+    /// Release my locks.
+    Unlock,
+    /// PreToolUse hook: take the workspace lock for the file being written (reads JSON on
+    /// stdin; exit 2 refuses the write).
+    AutoLock,
+    /// Forward a Claude Code hook event (reads JSON on stdin; never blocks the agent).
+    Hook {
+        /// The event, e.g. stop, user-prompt-submit, Notification.
+        event: String,
+    },
+    /// Print the last lines of a session's terminal.
+    Output {
+        /// Session id, id prefix or name.
+        target: String,
+        /// How many lines.
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Attach your terminal to a session (tmux backend).
+    Attach {
+        /// Session id, id prefix or name (default: mine).
+        target: Option<String>,
+    },
     /// Check the configuration and print the effective settings as JSON.
     Config,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn client(config: Option<&std::path::Path>, timeout: Duration) -> Result<Client, CliError> {
+    Client::from_env(config, timeout)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Config => match Config::load(cli.config.as_deref()) {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    eprintln!("warning: {w}");
-                }
-                let mut shown = loaded.config;
-                // Never print secrets: say whether a token is set, not what it is.
-                if shown.telegram.token.is_some() {
-                    shown.telegram.token = Some("<set>".into());
-                }
-                match serde_json::to_string_pretty(&shown) {
-                    Ok(json) => {
-                        println!("{json}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+    let cfg = cli.config.as_deref();
+    let json = cli.json;
+    // Hooks run inside the agent's turn: short timeouts, never an error exit.
+    let hook_timeout = Duration::from_secs(2);
+    let timeout = Duration::from_secs(120);
+    let result = match cli.command {
+        Command::Hook { event } => {
+            return ExitCode::from(
+                commands::hook::run(&event, client(cfg, hook_timeout).ok()) as u8
+            );
+        }
+        Command::AutoLock => {
+            // The server may hold the write while another agent's turn ends.
+            let code = commands::locks::auto_lock(client(cfg, Duration::from_secs(120)).ok());
+            return ExitCode::from(code as u8);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sm", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Config => config(cfg),
+        Command::Server => commands::attach::server(cli.config.clone()),
+        other => client(cfg, timeout).and_then(|c| run(&c, other, json)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::No) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sm: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
+}
+
+fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
+    use commands::{attach, locks, send, sessions, spawn};
+    match command {
+        Command::Spawn(a) => spawn::run(c, a, json),
+        Command::Send(a) => send::send(c, a, json),
+        Command::Wait(a) => send::wait(c, a, json),
+        Command::Clear { target } => sessions::clear(c, &target, json),
+        Command::Children(a) => sessions::children(c, a, json),
+        Command::Kill { target } => sessions::kill(c, &target, json),
+        Command::Name { name, session } => sessions::name(c, &name, session, json),
+        Command::Me | Command::Who => sessions::me(c, json),
+        Command::Status => sessions::status(c, json),
+        Command::Alone => {
+            if sessions::alone(c, json)? {
+                Ok(())
+            } else {
+                Err(CliError::No)
+            }
+        }
+        Command::Others => sessions::others(c, json),
+        Command::All => sessions::all(c, json),
+        Command::Lock { reason } => locks::lock(c, &reason, json),
+        Command::Unlock => locks::unlock(c, json),
+        Command::Output { target, lines } => sessions::output_tail(c, &target, lines, json),
+        Command::Attach { target } => attach::attach(c, target),
+        Command::Server
+        | Command::Hook { .. }
+        | Command::AutoLock
+        | Command::Config
+        | Command::Completions { .. } => Ok(()),
+    }
+}
+
+fn config(path: Option<&std::path::Path>) -> Result<(), CliError> {
+    let loaded = Config::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut shown = loaded.config;
+    // Never print secrets: say whether a token is set, not what it is.
+    if shown.telegram.token.is_some() {
+        shown.telegram.token = Some("<set>".into());
+    }
+    output::json(&serde_json::to_value(&shown).unwrap_or_default());
+    Ok(())
 }

@@ -32,6 +32,57 @@ pub struct Config {
     pub terminal: TerminalConfig,
     /// Message delivery limits.
     pub delivery: DeliveryConfig,
+    /// How Claude Code is started (operator-controlled: agents cannot change it).
+    pub claude: ClaudeConfig,
+    /// The fake agent, for demos and tests (`--agent fake`).
+    pub fake_agent: FakeAgentConfig,
+    /// Workspace locks.
+    pub locks: LocksConfig,
+}
+
+/// `locks.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LocksConfig {
+    /// Seconds a file write waits for another agent's workspace lock before it is refused.
+    /// Default 30.
+    pub auto_wait: f64,
+}
+
+impl Default for LocksConfig {
+    fn default() -> Self {
+        LocksConfig { auto_wait: 30.0 }
+    }
+}
+
+/// `claude.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClaudeConfig {
+    /// The program. Default `claude`.
+    pub command: String,
+    /// Arguments placed before sm's own.
+    pub args: Vec<String>,
+    /// The model when a spawn does not name one.
+    pub default_model: Option<String>,
+}
+
+impl Default for ClaudeConfig {
+    fn default() -> Self {
+        ClaudeConfig {
+            command: "claude".into(),
+            args: Vec::new(),
+            default_model: None,
+        }
+    }
+}
+
+/// `fake_agent.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct FakeAgentConfig {
+    /// Path of `sm-fake-agent`. Default: next to the server binary.
+    pub program: Option<PathBuf>,
 }
 
 /// `server.*`
@@ -408,6 +459,12 @@ impl Config {
         }
         if self.paths.state_file.as_os_str().is_empty() {
             return Err(bad("paths.state_file", "must not be empty"));
+        }
+        if !(self.locks.auto_wait.is_finite() && self.locks.auto_wait >= 0.0) {
+            return Err(bad(
+                "locks.auto_wait",
+                "must be zero or a positive number of seconds",
+            ));
         }
         if self.delivery.max_message_bytes == 0 {
             return Err(bad("delivery.max_message_bytes", "must be at least 1"));

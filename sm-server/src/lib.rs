@@ -1,77 +1,149 @@
 //! # sm-server — the sm server as a library
 //!
-//! Composes sm's parts into the process that owns agents' terminals: it loads the
-//! configuration, opens the embedded SQLite store in the state dir and serves the HTTP API.
-//! The `sm-server` binary is a thin `main` over [`serve`]; other programs can embed the
-//! [`router`] in their own axum app.
+//! Composes sm's parts into the process that owns agents' terminals: the configuration,
+//! the embedded SQLite store in the state dir, a terminal backend (tmux, or raw PTYs where
+//! tmux is missing or not wanted), the engine, and the HTTP API the `sm` CLI and agents'
+//! hooks talk to. The `sm-server` binary is a thin `main` over [`start`] and [`serve`];
+//! other programs can nest [`router`] in their own axum app.
 //!
-//! The API so far: `GET /health`. The session, message and lock routes arrive with the
-//! engine.
+//! Every route but `/health` needs `Authorization: Bearer <token>`: the admin token from
+//! the state dir, or an agent's own token (see [`auth`]). Errors are JSON:
+//! `{"error": {"code": "session_not_found", "message": "…"}}` with a fitting HTTP status.
+
+pub mod api;
+pub mod auth;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Serialize;
-use sm_lib::MessageStore;
+use sm_lib::engine::{AgentEnv, ClaudeProfile, EngineConfig, FakeProfile};
+use sm_lib::{Config, Engine, TerminalBackend, config::BackendChoice};
+use sm_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The durable store.
-    pub store: Arc<dyn MessageStore>,
-    /// Name of the store implementation, for `/health`.
-    pub store_kind: &'static str,
+pub use api::{AppState, router};
+pub use auth::Auth;
+
+/// The file in the state dir where a running server records its URL for local clients.
+pub const URL_FILE: &str = "server.url";
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store, backend or engine failed to start.
+    #[error(transparent)]
+    Sm(#[from] sm_lib::Error),
+    /// A file or socket problem.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// The body of `GET /health`.
-#[derive(Debug, Serialize)]
-pub struct Health {
-    /// Always `ok` when the server answers and its store is readable.
-    pub status: &'static str,
-    /// The server's version.
-    pub version: &'static str,
-    /// Which store it runs on.
-    pub store: &'static str,
-    /// How many sessions the store knows.
-    pub sessions: usize,
+/// Picks the terminal backend the configuration asks for.
+pub async fn backend_from_config(config: &Config) -> Result<Arc<dyn TerminalBackend>, ServerError> {
+    let tmux = || sm_backend_tmux::TmuxBackend::new(config.terminal.tmux_socket.clone());
+    Ok(match config.terminal.backend {
+        BackendChoice::Tmux => Arc::new(tmux().await?),
+        BackendChoice::Pty => Arc::new(sm_backend_pty::PtyBackend::new()?),
+        BackendChoice::Auto => match tmux().await {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "tmux unavailable; running agents on raw PTYs");
+                Arc::new(sm_backend_pty::PtyBackend::new()?)
+            }
+        },
+    })
 }
 
-/// The HTTP API as an axum router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .with_state(state)
+/// The fake agent's binary: from the configuration, else beside the running server.
+fn fake_agent_program(config: &Config) -> Option<PathBuf> {
+    config.fake_agent.program.clone().or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        let candidate = exe.parent()?.join("sm-fake-agent");
+        candidate.exists().then_some(candidate)
+    })
 }
 
-async fn health(
-    State(state): State<AppState>,
-) -> Result<Json<Health>, (axum::http::StatusCode, String)> {
-    let sessions = state.store.list_sessions().await.map_err(|e| {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {e}"),
-        )
+/// Builds everything the server runs on `listener`: auth (the admin token in the state
+/// dir), store, backend and engine (which re-adopts running agents).
+pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, ServerError> {
+    let state_dir = config.state_dir();
+    let (auth, token_path) =
+        Auth::load_or_create(&state_dir).map_err(|source| ServerError::Io {
+            what: format!("cannot create the admin token in {}", state_dir.display()),
+            source,
+        })?;
+    tracing::info!(token_file = %token_path.display(), "admin token ready");
+    let store = Arc::new(SqliteStore::open(config.database_path()).await?);
+    let backend = backend_from_config(config).await?;
+    let local = listener.local_addr().map_err(|source| ServerError::Io {
+        what: "cannot read the listening address".into(),
+        source,
     })?;
-    Ok(Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-        store: state.store_kind,
-        sessions: sessions.len(),
-    }))
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
+    let url = if host.contains(':') {
+        format!("http://[{host}]:{}", local.port())
+    } else {
+        format!("http://{host}:{}", local.port())
+    };
+    let token_auth = auth.clone();
+    let engine_config = EngineConfig {
+        server_url: Some(url.clone()),
+        max_message_bytes: config.delivery.max_message_bytes,
+        idle_timeout: config.monitor.idle_timeout(),
+        agent_env: Some(AgentEnv(Arc::new(move |id| {
+            vec![("SM_TOKEN".to_string(), token_auth.agent_token(id))]
+        }))),
+        ..EngineConfig::default()
+    };
+    let mut builder = Engine::builder(store, backend)
+        .config(engine_config)
+        .lock_policy(Arc::new(sm_lib::DefaultLockPolicy {
+            auto_wait: Duration::from_secs_f64(config.locks.auto_wait),
+        }))
+        .profile(Arc::new(ClaudeProfile {
+            program: config.claude.command.clone(),
+            extra_args: config.claude.args.clone(),
+        }));
+    if let Some(program) = fake_agent_program(config) {
+        builder = builder.profile(Arc::new(FakeProfile {
+            program,
+            env: Default::default(),
+        }));
+    }
+    let engine = builder.start().await?;
+    Ok(AppState {
+        engine,
+        auth,
+        url,
+        default_model: config.claude.default_model.clone(),
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` completes. Agents keep running after the
-/// server stops, so a restarted server can re-adopt them.
+/// server stops, so a restarted server re-adopts them.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let engine = state.engine.clone();
+    let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    engine.shutdown();
+    // Give actors a moment to stop typing before the process exits.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    result
 }

@@ -1,13 +1,10 @@
 //! `sm-server`: runs the sm server in the foreground with the embedded SQLite store.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use sm_lib::Config;
-use sm_server::{AppState, serve};
-use sm_store_sqlite::SqliteStore;
 
 /// Run the sm server in the foreground.
 #[derive(Parser)]
@@ -20,7 +17,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SM_LOG").unwrap_or_else(|_| "info".into()),
         )
@@ -31,38 +30,44 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let config = loaded.config;
-    let db = config.database_path();
-    let store = SqliteStore::open(&db)
-        .await
-        .with_context(|| format!("opening the store at {}", db.display()))?;
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
         format!("cannot listen on {addr} (is another sm server running? set server.port or $SM_SERVER_PORT)")
     })?;
-    tracing::info!(address = %listener.local_addr()?, database = %db.display(), "sm server listening");
-    let state = AppState {
-        store: Arc::new(store),
-        store_kind: "sqlite",
-    };
-    serve(listener, state, shutdown_signal()).await?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            address = %local,
+            "LISTENING BEYOND THIS MACHINE: anyone who can reach this address and holds a token can drive your agents"
+        );
+    }
+    let state = sm_server::start(&config, &listener).await?;
+    tracing::info!(
+        address = %local,
+        url = %state.url,
+        database = %config.database_path().display(),
+        backend = state.engine.backend().name(),
+        "sm server listening"
+    );
+    // Clients on this machine find the server here, even when it listens on a random port.
+    let url_file = config.state_dir().join(sm_server::URL_FILE);
+    if let Err(e) = std::fs::write(&url_file, &state.url) {
+        tracing::warn!(file = %url_file.display(), error = %e, "cannot record the server URL");
+    }
+    sm_server::serve(listener, state, shutdown_signal()).await?;
+    let _ = std::fs::remove_file(&url_file);
     tracing::info!("sm server stopped; agents keep running");
     Ok(())
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -18,6 +18,23 @@ fn http_get(addr: &str, path: &str) -> String {
     response
 }
 
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    // The server may answer (413) before reading a huge body; a reset then is fine.
+    let _ = stream.write_all(body.as_bytes());
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 #[test]
 fn server_starts_on_sqlite_answers_health_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,7 +43,7 @@ fn server_starts_on_sqlite_answers_health_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "server:\n  host: 127.0.0.1\n  port: 0\npaths:\n  state_file: {}\n",
+            "server:\n  host: 127.0.0.1\n  port: 0\npaths:\n  state_file: {}\nterminal:\n  backend: pty\n",
             state_file.display()
         ),
     )
@@ -55,7 +72,55 @@ fn server_starts_on_sqlite_answers_health_and_stops_on_sigterm() {
     let response = http_get(&addr, "/health");
     assert!(response.starts_with("HTTP/1.0 200"), "{response}");
     assert!(response.contains(r#""status":"ok""#), "{response}");
-    assert!(response.contains(r#""store":"sqlite""#), "{response}");
+    assert!(response.contains(r#""backend":"pty""#), "{response}");
+    // Everything else needs a token, and errors are JSON with a stable code.
+    let response = http_get(&addr, "/sessions");
+    assert!(response.starts_with("HTTP/1.0 401"), "{response}");
+    assert!(response.contains(r#""code":"unauthorized""#), "{response}");
+    let token = std::fs::read_to_string(state_file.with_file_name("token")).unwrap();
+    let response = http(&addr, "POST", "/sessions", &token, "{not json");
+    assert!(response.starts_with("HTTP/1.0 400"), "{response}");
+    assert!(response.contains(r#""code":"invalid_body""#), "{response}");
+    let response = http(
+        &addr,
+        "POST",
+        "/sessions",
+        &token,
+        r#"{"agent": 7, "working_dir": "/tmp"}"#,
+    );
+    assert!(response.starts_with("HTTP/1.0 400"), "{response}");
+    let response = http(
+        &addr,
+        "POST",
+        "/sessions",
+        &token,
+        r#"{"agent": "robot", "working_dir": "/tmp"}"#,
+    );
+    assert!(response.contains("unknown agent kind"), "{response}");
+    let response = http(
+        &addr,
+        "POST",
+        "/sessions/nobody/input",
+        &token,
+        r#"{"text": "hi"}"#,
+    );
+    assert!(response.starts_with("HTTP/1.0 404"), "{response}");
+    assert!(
+        response.contains(r#""code":"session_not_found""#),
+        "{response}"
+    );
+    let huge = format!(r#"{{"text": "{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let response = http(&addr, "POST", "/sessions/nobody/input", &token, &huge);
+    assert!(
+        response.starts_with("HTTP/1.0 413"),
+        "{}",
+        &response[..100.min(response.len())]
+    );
+    let health = http_get(&addr, "/health");
+    assert!(
+        health.starts_with("HTTP/1.0 200"),
+        "the server stays up: {health}"
+    );
     assert!(
         state_file.with_file_name("sm.db").exists(),
         "the database lives beside paths.state_file"

@@ -44,9 +44,25 @@ pub const ENV_LEGACY_SESSION_ID: &str = "CLAUDE_SESSION_MANAGER_ID";
 /// The Python session manager's name for [`ENV_SERVER_URL`].
 pub const ENV_LEGACY_SERVER_URL: &str = "SM_API_URL";
 
+/// Extra environment for each agent, computed from its session id (the server uses it to
+/// hand each agent its own API token).
+#[derive(Clone)]
+pub struct AgentEnv(pub Arc<AgentEnvFn>);
+
+/// The function behind [`AgentEnv`]: environment variables for a session.
+pub type AgentEnvFn = dyn Fn(&SessionId) -> Vec<(String, String)> + Send + Sync;
+
+impl std::fmt::Debug for AgentEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentEnv(..)")
+    }
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Extra environment for every agent, by session id.
+    pub agent_env: Option<AgentEnv>,
     /// The server URL put in every agent's environment.
     pub server_url: Option<String>,
     /// Largest message accepted, in bytes after sanitising.
@@ -68,6 +84,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            agent_env: None,
             server_url: None,
             max_message_bytes: 100_000,
             ready_timeout: Duration::from_secs(60),
@@ -449,6 +466,9 @@ impl Engine {
         if let Some(url) = &self.inner.config.server_url {
             spec.env.insert(ENV_SERVER_URL.into(), url.clone());
             spec.env.insert(ENV_LEGACY_SERVER_URL.into(), url.clone());
+        }
+        if let Some(extra) = &self.inner.config.agent_env {
+            spec.env.extend((extra.0)(&id));
         }
         spec.cols = self.inner.config.cols;
         spec.rows = self.inner.config.rows;

@@ -1,0 +1,185 @@
+//! Who is calling and how to reach the server: identity from the environment sm gives every
+//! agent, the admin token for humans, and a small blocking HTTP client.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use sm_lib::Config;
+
+/// Why a command failed; each maps to a documented exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// The server could not be reached (exit 3).
+    ServerDown(String),
+    /// The server refused the request (exit 1).
+    Api {
+        /// Stable error code.
+        code: String,
+        /// Human message.
+        message: String,
+    },
+    /// Bad usage or a local problem (exit 2).
+    Usage(String),
+    /// A question answered "no" (`sm alone` with others present; exit 1, no message).
+    No,
+}
+
+impl CliError {
+    /// The documented exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Api { .. } | CliError::No => 1,
+            CliError::Usage(_) => 2,
+            CliError::ServerDown(_) => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::ServerDown(url) => write!(
+                f,
+                "the sm server is not running at {url}. Start it with `sm server` \
+                 (or `cargo run --release -p sm-server`)"
+            ),
+            CliError::Api { code, message, .. } => write!(f, "{message} [{code}]"),
+            CliError::Usage(m) => f.write_str(m),
+            CliError::No => f.write_str("no"),
+        }
+    }
+}
+
+/// The session this process runs in, from `SM_SESSION_ID` (or the Python manager's
+/// `CLAUDE_SESSION_MANAGER_ID`).
+pub fn my_session() -> Option<String> {
+    ["SM_SESSION_ID", "CLAUDE_SESSION_MANAGER_ID"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// A connection to the server.
+pub struct Client {
+    agent: ureq::Agent,
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// The server from `SM_SERVER_URL` / `SM_API_URL`, else the configuration; the token
+    /// from `SM_TOKEN`, else the admin token file in the state dir.
+    pub fn from_env(config_path: Option<&Path>, timeout: Duration) -> Result<Client, CliError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let url_from_env = env("SM_SERVER_URL").or_else(|| env("SM_API_URL"));
+        let token_from_env = env("SM_TOKEN");
+        let (url, token) = match (url_from_env, token_from_env) {
+            (Some(url), Some(token)) => (url, Some(token)),
+            (url, token) => {
+                let config = Config::load(config_path)
+                    .map_err(|e| CliError::Usage(e.to_string()))?
+                    .config;
+                let token = token.or_else(|| {
+                    std::fs::read_to_string(config.state_dir().join("token"))
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                });
+                // A running server records its URL in the state dir (it may listen on a
+                // port chosen at start).
+                let recorded = std::fs::read_to_string(config.state_dir().join("server.url"))
+                    .ok()
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty());
+                (
+                    url.or(recorded).unwrap_or_else(|| config.server_url()),
+                    token,
+                )
+            }
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(Duration::from_millis(500)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            url: url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    fn finish(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, CliError> {
+        let mut response = result.map_err(|e| match e {
+            ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                CliError::ServerDown(self.url.clone())
+            }
+            ureq::Error::Timeout(_) => {
+                CliError::Usage(format!("the server at {} did not answer in time", self.url))
+            }
+            other => CliError::Usage(format!("request to {} failed: {other}", self.url)),
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| CliError::Usage(format!("cannot read the server's answer: {e}")))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if (200..300).contains(&status) {
+            return Ok(value);
+        }
+        let code = value["error"]["code"]
+            .as_str()
+            .unwrap_or("http_error")
+            .to_string();
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}: {value}"));
+        Err(CliError::Api { code, message })
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.token.as_deref().unwrap_or(""))
+    }
+
+    /// GET `path`.
+    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+        let req = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .header("Authorization", self.auth());
+        self.finish(req.call())
+    }
+
+    /// POST `body` as JSON to `path`.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let req = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Authorization", self.auth());
+        self.finish(req.send_json(body))
+    }
+
+    /// DELETE `path`.
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        let req = self
+            .agent
+            .delete(format!("{}{path}", self.url))
+            .header("Authorization", self.auth());
+        self.finish(req.call())
+    }
+}
+
+/// Percent-encodes a session reference for a URL path.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,51 @@
+//! `sm attach [id]` and `sm server`: hand the terminal to another program.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use crate::client::{CliError, Client, enc, my_session};
+
+/// `sm attach`: runs the backend's attach command for the session (tmux only).
+pub fn attach(client: &Client, target: Option<String>) -> Result<(), CliError> {
+    let target = target.or_else(my_session).ok_or_else(|| {
+        CliError::Usage("name the session to attach to: sm attach <id|name>".into())
+    })?;
+    let session = client.get(&format!("/sessions/{}", enc(&target)))?;
+    let argv: Vec<String> = session["attach"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some((program, args)) = argv.split_first() else {
+        return Err(CliError::Usage(
+            "this server's terminal backend does not allow attaching (use tmux)".into(),
+        ));
+    };
+    let err = std::process::Command::new(program).args(args).exec();
+    Err(CliError::Usage(format!("cannot run {program}: {err}")))
+}
+
+/// `sm server`: runs `sm-server` (installed beside `sm`) in the foreground.
+pub fn server(config: Option<PathBuf>) -> Result<(), CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::Usage(e.to_string()))?;
+    let server = exe.with_file_name("sm-server");
+    if !server.exists() {
+        return Err(CliError::Usage(format!(
+            "sm-server is not installed beside {}; install it with \
+             `cargo install --path sm-server` or run `cargo run --release -p sm-server`",
+            exe.display()
+        )));
+    }
+    let mut cmd = std::process::Command::new(&server);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let err = cmd.exec();
+    Err(CliError::Usage(format!(
+        "cannot run {}: {err}",
+        server.display()
+    )))
+}

@@ -1,0 +1,68 @@
+//! `sm lock`, `sm unlock`, `sm auto-lock` (the PreToolUse hook for file writes).
+
+use std::io::Read;
+
+use serde_json::{Value, json};
+
+use crate::client::{CliError, Client, my_session};
+use crate::output;
+
+/// `sm lock "<reason>"`.
+pub fn lock(client: &Client, reason: &str, json_out: bool) -> Result<(), CliError> {
+    let lock = client.post("/locks", &json!({ "reason": reason }))?;
+    if json_out {
+        output::json(&lock);
+    } else {
+        println!(
+            "locked {} ({reason})",
+            lock["workspace"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `sm unlock`.
+pub fn unlock(client: &Client, json_out: bool) -> Result<(), CliError> {
+    let released = client.delete("/locks")?;
+    if json_out {
+        output::json(&released);
+    } else {
+        let n = released.as_array().map_or(0, Vec::len);
+        println!("released {n} lock(s)");
+    }
+    Ok(())
+}
+
+/// `sm auto-lock`: reads Claude Code's PreToolUse JSON on stdin and takes the workspace
+/// lock for the file being written. Exit 0 lets the write go on; exit 2 blocks it, with the
+/// reason on stderr for the agent to read. Outside a managed session, or when the server is
+/// down, it lets the write go on at once.
+pub fn auto_lock(client: Option<Client>) -> i32 {
+    if my_session().is_none() {
+        return 0;
+    }
+    let mut input = String::new();
+    let _ = std::io::stdin().take(4 << 20).read_to_string(&mut input);
+    let Ok(payload) = serde_json::from_str::<Value>(&input) else {
+        return 0;
+    };
+    let tool_input = &payload["tool_input"];
+    let Some(file) = ["file_path", "notebook_path", "path"]
+        .iter()
+        .find_map(|k| tool_input[*k].as_str())
+    else {
+        return 0;
+    };
+    let Some(client) = client else { return 0 };
+    match client.post("/locks/auto", &json!({ "file_path": file })) {
+        Ok(_) => 0,
+        Err(CliError::Api { code, message, .. }) if code == "lock_conflict" => {
+            eprintln!(
+                "sm: {message}. Another agent is changing this workspace; wait for it to \
+                 finish (sm wait) or coordinate with it (sm send), then retry."
+            );
+            2
+        }
+        Err(_) => 0,
+    }
+}

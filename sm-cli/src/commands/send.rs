@@ -1,0 +1,81 @@
+//! `sm send`, `sm wait`: messages and wake-ups.
+
+use serde_json::json;
+
+use crate::client::{CliError, Client, enc};
+use crate::output;
+
+/// Arguments of `sm send`.
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// Target session: id, id prefix or name.
+    pub target: String,
+    /// The message.
+    pub text: String,
+    /// Deliver ahead of queued messages at the next idle point, without interrupting.
+    #[arg(long, conflicts_with = "urgent")]
+    pub important: bool,
+    /// Interrupt the target now and deliver.
+    #[arg(long)]
+    pub urgent: bool,
+    /// Then wake me when the target finishes, or after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+}
+
+/// Runs `sm send`.
+pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliError> {
+    let mode = if args.urgent {
+        "urgent"
+    } else if args.important {
+        "important"
+    } else {
+        "sequential"
+    };
+    let message = client.post(
+        &format!("/sessions/{}/input", enc(&args.target)),
+        &json!({ "text": args.text, "mode": mode }),
+    )?;
+    if let Some(secs) = args.wait {
+        watch(client, &args.target, secs)?;
+    }
+    if json_out {
+        output::json(&message);
+    } else {
+        println!(
+            "queued message #{} ({mode}) for {}",
+            message["id"], args.target
+        );
+    }
+    Ok(())
+}
+
+fn watch(client: &Client, target: &str, secs: u64) -> Result<serde_json::Value, CliError> {
+    client.post(
+        &format!("/sessions/{}/watch", enc(target)),
+        &json!({ "timeout_secs": secs }),
+    )
+}
+
+/// Arguments of `sm wait`.
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    /// The session to wait for.
+    pub target: String,
+    /// Give up after this many seconds.
+    pub seconds: u64,
+}
+
+/// Runs `sm wait`: returns at once; a message wakes the caller later.
+pub fn wait(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliError> {
+    let answer = watch(client, &args.target, args.seconds)?;
+    if json_out {
+        output::json(&answer);
+    } else {
+        println!(
+            "waiting on {}: you will get a message when it finishes, or in {}s",
+            args.target, args.seconds
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `sm spawn`: start an agent (the caller becomes its parent).
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::client::{CliError, Client};
+use crate::output;
+
+/// Arguments of `sm spawn`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The first message for the new agent.
+    pub prompt: Option<String>,
+    /// A friendly name (letters, digits, '-', '_', '.').
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model: opus, sonnet, haiku or a full model name.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Working directory (default: the current directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Wake me with a message when its first turn ends, or after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+    /// Agent kind: claude, fake, shell.
+    #[arg(long, default_value = "claude")]
+    pub agent: String,
+    /// Start without permission prompts.
+    #[arg(long)]
+    pub skip_permissions: bool,
+}
+
+/// Runs `sm spawn`.
+pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?,
+    };
+    let dir = std::path::absolute(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    let body = json!({
+        "prompt": args.prompt,
+        "name": args.name,
+        "model": args.model,
+        "working_dir": dir,
+        "agent": args.agent,
+        "wait_secs": args.wait,
+        "skip_permissions": args.skip_permissions,
+    });
+    let session = client.post("/sessions", &body)?;
+    if json_out {
+        output::json(&session);
+    } else {
+        println!(
+            "spawned {} [{}]",
+            output::label(&session),
+            session["id"].as_str().unwrap_or("")
+        );
+        if args.wait.is_some() {
+            println!("you will get a message when it finishes its first turn");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! The real `sm` binary against a real `sm-server` (port 0, SQLite, tmux) with fake agents
+//! whose Claude Code hooks call the real `sm hook` and `sm auto-lock`.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sm"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn sibling(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built; run the whole suite (cargo test --workspace --all-features)",
+        p.display()
+    );
+    p
+}
+
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = format!(
+            "sm-cli-{}",
+            std::process::id() as u64 * 1000 + rand_suffix()
+        );
+        let sm = env!("CARGO_BIN_EXE_sm");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        let hook = |arg: &str| serde_json::json!([{ "hooks": [{ "type": "command", "command": format!("{sm} {arg}") }] }]);
+        let settings = serde_json::json!({ "hooks": {
+            "SessionStart": hook("hook session-start"),
+            "UserPromptSubmit": hook("hook user-prompt-submit"),
+            "Stop": hook("hook stop"),
+            "Notification": hook("hook notification"),
+            "SessionEnd": hook("hook session-end"),
+            "PostToolUse": hook("hook post-tool-use"),
+            "PreToolUse": [{ "matcher": "Write|Edit|MultiEdit|NotebookEdit", "hooks": [{ "type": "command", "command": format!("{sm} auto-lock") }] }],
+        }});
+        std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
+        let config = format!(
+            "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n",
+            dir.path().display(),
+            sibling("sm-fake-agent").display()
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = Command::new(sibling("sm-server"))
+            .arg("--config")
+            .arg(dir.path().join("config.yaml"))
+            .env("HOME", &home)
+            .env("PATH", path)
+            .env("SM_FAKE_AGENT_LOG", dir.path().join("prompts.jsonl"))
+            .env_remove("SM_SESSION_ID")
+            .env_remove("TMUX")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child, dir, socket };
+        let url_file = server.dir.path().join("state/server.url");
+        let deadline = Instant::now() + DEADLINE;
+        while !url_file.exists() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Runs `sm` as a human (admin token from the state dir).
+    fn sm(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sm"))
+            .args(args)
+            .env("SM_CONFIG", self.dir.path().join("config.yaml"))
+            .env_remove("SM_SESSION_ID")
+            .env_remove("CLAUDE_SESSION_MANAGER_ID")
+            .env_remove("SM_SERVER_URL")
+            .env_remove("SM_API_URL")
+            .env_remove("SM_TOKEN")
+            .current_dir(self.work())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.sm(args);
+        assert!(
+            out.status.success(),
+            "sm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn find(&self, name: &str) -> Option<Value> {
+        let all = self.json(&["all"]);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name && s["status"] != "dead")
+            .cloned()
+    }
+
+    fn session(&self, name: &str) -> Value {
+        self.find(name)
+            .unwrap_or_else(|| panic!("no session {name}"))
+    }
+
+    fn prompts(&self, name: &str) -> Vec<String> {
+        let Some(session) = self.find(name) else {
+            return Vec::new();
+        };
+        let id = session["id"].as_str().unwrap().to_string();
+        std::fs::read_to_string(self.dir.path().join("prompts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["session_id"] == id.as_str())
+            .map(|v| v["prompt"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn until<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_prompts(&self, name: &str, n: usize) -> Vec<String> {
+        self.until(&format!("{n} prompts for {name}"), || {
+            let p = self.prompts(name);
+            (p.len() >= n).then_some(p)
+        })
+    }
+
+    fn wait_status(&self, name: &str, status: &str) {
+        self.until(&format!("{name} to be {status}"), || {
+            (self.session(name)["status"] == status).then_some(())
+        });
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        % 1000
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_em_loop_runs_through_the_cli_only() {
+    let s = Server::start();
+    std::fs::write(
+        s.work().join("em.sh"),
+        "sm spawn --agent fake --name w1 --wait 60 'parse the input [[sleep 0.5]] [[reply parsed 3 files]]'\n\
+         sm spawn --agent fake --name w2 'stand by'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.work().join("route.sh"),
+        "sm send w2 'review: parsed 3 files [[reply approved]]' --wait 60\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "em",
+        "--skip-permissions",
+        "plan the work [[bash sh em.sh]]",
+    ]);
+    // The EM's own turn spawned both workers; the first one's finished turn wakes it.
+    let em = s.wait_prompts("em", 2);
+    assert!(
+        em[1].starts_with("[sm] w1") && em[1].contains("parsed 3 files"),
+        "{em:?}"
+    );
+    assert_eq!(
+        s.prompts("w1"),
+        vec!["parse the input [[sleep 0.5]] [[reply parsed 3 files]]"]
+    );
+
+    s.wait_status("em", "idle");
+    s.ok(&["send", "em", "route it [[bash sh route.sh]]"]);
+    let em = s.wait_prompts("em", 4);
+    assert!(
+        em[3].starts_with("[sm] w2") && em[3].contains("approved"),
+        "{em:?}"
+    );
+    assert_eq!(
+        s.prompts("w2"),
+        vec!["stand by", "review: parsed 3 files [[reply approved]]"]
+    );
+
+    let em_id = s.session("em")["id"].as_str().unwrap().to_string();
+    let children = s.json(&["children", "em"]);
+    let names: Vec<&str> = children
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w1", "w2"]);
+    assert!(
+        children
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["parent"] == em_id.as_str())
+    );
+    let human = s.ok(&["children", "em"]);
+    assert!(human.contains("w1 (") && human.contains("w2 ("), "{human}");
+}
+
+#[test]
+fn commands_print_for_humans_and_as_json_and_fail_clearly() {
+    let s = Server::start();
+    let out = s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "solo",
+        "hello [[reply hi]]",
+    ]);
+    assert!(out.starts_with("spawned solo ("), "{out}");
+    s.wait_prompts("solo", 1);
+
+    let me = s.json(&["me"]);
+    assert_eq!(me["admin"], true);
+    let status = s.ok(&["status"]);
+    assert!(
+        status.contains("solo (") && status.contains("locks:"),
+        "{status}"
+    );
+    s.until("the reply on screen", || {
+        s.ok(&["output", "solo", "--lines", "30"])
+            .contains("⏺ hi")
+            .then_some(())
+    });
+    let renamed = s.json(&["name", "soloist", "--session", "solo"]);
+    assert_eq!(renamed["name"], "soloist");
+
+    // Errors: exit 1 with the server's reason, exit 2 for usage, exit 3 without a server.
+    let out = s.sm(&["send", "nobody", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no session nobody"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.sm(&["spawn", "--agent", "fake", "--name", "bad name"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid_name"), "{}", stderr(&out));
+    let out = s.sm(&["send", "soloist", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+    let out = s.sm(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    s.ok(&["kill", "soloist"]);
+    let all = s.json(&["all"]);
+    assert_eq!(all[0]["status"], "dead");
+    let out = s.sm(&["send", all[0]["id"].as_str().unwrap(), "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("dead"), "{}", stderr(&out));
+
+    let down = Command::new(env!("CARGO_BIN_EXE_sm"))
+        .args(["status"])
+        .env("SM_SERVER_URL", "http://127.0.0.1:9")
+        .env("SM_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(3));
+    assert!(
+        stderr(&down).contains("sm server is not running"),
+        "{}",
+        stderr(&down)
+    );
+}
+
+#[test]
+fn requests_without_a_valid_token_are_refused() {
+    let s = Server::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_sm"))
+        .args(["all"])
+        .env("SM_CONFIG", s.dir.path().join("config.yaml"))
+        .env("SM_TOKEN", "not-a-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    let token = s.dir.path().join("state/token");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(token).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn an_agent_may_not_kill_its_parent() {
+    let s = Server::start();
+    std::fs::write(
+        s.work().join("spawn.sh"),
+        "sm spawn --agent fake --name child 'wait here'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.work().join("mutiny.sh"),
+        "sm kill parent 2> mutiny.err; echo $? > mutiny.rc\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "parent",
+        "--skip-permissions",
+        "[[bash sh spawn.sh]]",
+    ]);
+    s.wait_prompts("child", 1);
+    s.wait_status("child", "idle");
+    // The child is not started with skip-permissions, so the parent types its order.
+    s.ok(&["send", "child", "[[bash sh mutiny.sh]]"]);
+    s.until("the child's bash permission prompt", || {
+        s.ok(&["output", "child", "--lines", "20"])
+            .contains("Do you want to proceed?")
+            .then_some(())
+    });
+    s.wait_status("child", "needs_input");
+    s.ok(&[
+        "send",
+        "child",
+        "never typed into the prompt",
+        "--important",
+    ]);
+    // Answer the permission prompt as a human would, through tmux.
+    let child_id = s.session("child")["id"].as_str().unwrap().to_string();
+    let target = format!("={}:={child_id}", s.socket);
+    Command::new("tmux")
+        .args(["-L", &s.socket, "send-keys", "-t", &target, "1"])
+        .status()
+        .unwrap();
+    let rc = s.until("mutiny.rc", || {
+        std::fs::read_to_string(s.work().join("mutiny.rc")).ok()
+    });
+    assert_eq!(rc.trim(), "1");
+    let err = std::fs::read_to_string(s.work().join("mutiny.err")).unwrap();
+    assert!(err.contains("forbidden"), "{err}");
+    assert_eq!(s.session("parent")["status"], "idle");
+    let p = s.wait_prompts("child", 3);
+    assert_eq!(p[2], "never typed into the prompt");
+}
+
+#[test]
+fn auto_lock_refuses_a_second_agent_in_one_repository_until_the_first_turn_ends() {
+    let s = Server::start();
+    let repo = s.work().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    assert!(
+        Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let repo_s = repo.to_str().unwrap();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "a",
+        "--dir",
+        repo_s,
+        "--skip-permissions",
+    ]);
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "b",
+        "--dir",
+        repo_s,
+        "--skip-permissions",
+    ]);
+    s.ok(&[
+        "send",
+        "a",
+        "[[write a.txt from a]] [[sleep 4]] [[reply a done]]",
+    ]);
+    s.until("a's lock", || {
+        let locks = s.ok(&["status"]);
+        locks.contains("writing").then_some(())
+    });
+    s.ok(&["send", "b", "[[write b.txt from b]] [[reply b done]]"]);
+    s.until("b's refusal on screen", || {
+        s.ok(&["output", "b", "--lines", "40"])
+            .contains("PreToolUse:Write hook error: sm:")
+            .then_some(())
+    });
+    let screen = s.ok(&["output", "b", "--lines", "40"]);
+    assert!(screen.contains("is locked by session"), "{screen}");
+    assert!(
+        screen.contains("writing"),
+        "the holder's reason is shown: {screen}"
+    );
+    assert!(!repo.join("b.txt").exists());
+    assert!(repo.join("a.txt").exists());
+    // When a's turn ends its auto-lock goes; b can write.
+    s.wait_status("a", "idle");
+    s.wait_status("b", "idle");
+    assert!(!s.ok(&["status"]).contains("writing"));
+    s.ok(&["send", "b", "[[write b.txt from b]]"]);
+    s.until("b.txt", || repo.join("b.txt").exists().then_some(()));
+}
+
+#[test]
+fn hook_commands_are_instant_no_ops_outside_managed_sessions() {
+    for args in [["hook", "stop"], ["auto-lock", ""]] {
+        let args: Vec<&str> = args.iter().copied().filter(|a| !a.is_empty()).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sm"))
+            .args(&args)
+            .env_remove("SM_SESSION_ID")
+            .env_remove("CLAUDE_SESSION_MANAGER_ID")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success(), "{args:?}");
+    }
+    // Inside a session but with the server down: still exit 0, quickly.
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sm"))
+        .args(["hook", "stop"])
+        .env("SM_SESSION_ID", "0b6f1d8c-2a4e-4c1e-9a53-4a1f0c7d9e21")
+        .env("SM_SERVER_URL", "http://127.0.0.1:9")
+        .env("SM_TOKEN", "x")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

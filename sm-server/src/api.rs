@@ -1,0 +1,530 @@
+//! The HTTP API: routes, JSON bodies, authentication and error mapping.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{StatusCode, request::Parts};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, body::Bytes};
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sm_lib::{
+    AgentKind, Caller, DeliveryMode, Engine, Error, EventId, HookEvent, Session, SessionName,
+    SpawnRequest,
+};
+
+use crate::auth::Auth;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+    /// Token checks.
+    pub auth: Auth,
+    /// The server's own URL.
+    pub url: String,
+    /// The model for spawns that do not name one.
+    pub default_model: Option<String>,
+}
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The HTTP API as an axum router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/me", get(me))
+        .route("/sessions", get(list_sessions).post(spawn))
+        .route("/sessions/{id}", get(get_session).delete(kill))
+        .route("/sessions/{id}/input", post(input))
+        .route("/sessions/{id}/watch", post(watch))
+        .route("/sessions/{id}/clear", post(clear))
+        .route("/sessions/{id}/name", post(rename))
+        .route("/sessions/{id}/children", get(children))
+        .route("/sessions/{id}/output", get(output))
+        .route("/hooks/{event}", post(hook))
+        .route("/locks", get(list_locks).post(lock).delete(unlock))
+        .route("/locks/auto", post(auto_lock))
+        .route("/events", get(events))
+        .route("/events/stream", get(event_stream))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+// ----- errors -----
+
+/// An API error: a stable code, a human message and an HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::SessionNotFound(_) | Error::MessageNotFound(_) => StatusCode::NOT_FOUND,
+            Error::NameTaken { .. }
+            | Error::SessionExists(_)
+            | Error::LockConflict(_)
+            | Error::InvalidTransition { .. } => StatusCode::CONFLICT,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store { .. } | Error::Backend { .. } | Error::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut message = e.to_string();
+        if let Error::LockConflict(lock) = &e {
+            message = format!(
+                "{} is locked by session {} ({})",
+                lock.workspace, lock.holder, lock.reason
+            );
+        }
+        ApiError {
+            status,
+            code: e.code(),
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the body is not UTF-8",
+        )
+    })?;
+    serde_json::from_str(if text.trim().is_empty() { "{}" } else { text }).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+// ----- authentication -----
+
+/// The authenticated caller of a request.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid token (Authorization: Bearer <token>)",
+            )
+        };
+        let caller = state.auth.caller(token).ok_or_else(unauthorized)?;
+        if let Caller::Session(id) = &caller {
+            // A token for a session the server never made is worthless.
+            if state.engine.store().get_session(id).await?.is_none() {
+                return Err(unauthorized());
+            }
+        }
+        Ok(Authed(caller))
+    }
+}
+
+fn require_session(caller: &Caller) -> Result<&sm_lib::SessionId, ApiError> {
+    match caller {
+        Caller::Session(id) => Ok(id),
+        Caller::Admin => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_session",
+            "this call is made by an agent about itself; it needs an agent's token",
+        )),
+    }
+}
+
+// ----- handlers -----
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    backend: &'static str,
+    sessions: usize,
+}
+
+async fn health(State(state): State<AppState>) -> ApiResult<Health> {
+    let sessions = state.engine.sessions().await?;
+    Ok(Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        backend: state.engine.backend().name(),
+        sessions: sessions.len(),
+    }))
+}
+
+/// A session as the API shows it.
+#[derive(Serialize)]
+pub struct SessionView {
+    #[serde(flatten)]
+    session: Session,
+    /// The argv that attaches a human to its terminal, when the backend allows.
+    attach: Option<Vec<String>>,
+}
+
+fn view(state: &AppState, session: Session) -> SessionView {
+    let attach = state.engine.backend().attach_command(&session.id);
+    SessionView { session, attach }
+}
+
+async fn me(State(state): State<AppState>, Authed(caller): Authed) -> Result<Response, ApiError> {
+    match caller {
+        Caller::Admin => Ok(Json(json!({ "admin": true })).into_response()),
+        Caller::Session(id) => {
+            let s = state.engine.resolve(id.as_str()).await?;
+            Ok(Json(view(&state, s)).into_response())
+        }
+    }
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+) -> ApiResult<Vec<SessionView>> {
+    let sessions = state.engine.sessions().await?;
+    Ok(Json(
+        sessions.into_iter().map(|s| view(&state, s)).collect(),
+    ))
+}
+
+async fn get_session(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<SessionView> {
+    let s = state.engine.resolve(&id).await?;
+    Ok(Json(view(&state, s)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpawnBody {
+    prompt: Option<String>,
+    name: Option<String>,
+    model: Option<String>,
+    working_dir: Option<PathBuf>,
+    agent: Option<String>,
+    wait_secs: Option<u64>,
+    #[serde(default)]
+    skip_permissions: bool,
+    resume: Option<String>,
+}
+
+async fn spawn(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    body: Bytes,
+) -> ApiResult<SessionView> {
+    let body: SpawnBody = parse(&body)?;
+    let agent: AgentKind = body.agent.as_deref().unwrap_or("claude").parse()?;
+    let working_dir = match (body.working_dir, &caller) {
+        (Some(dir), _) => dir,
+        (None, Caller::Session(id)) => state.engine.resolve(id.as_str()).await?.working_dir,
+        (None, Caller::Admin) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "working_dir is required",
+            ));
+        }
+    };
+    let mut request = SpawnRequest::new(agent, working_dir);
+    request.prompt = body.prompt;
+    request.name = body.name.map(|n| n.parse::<SessionName>()).transpose()?;
+    request.model = body.model.or_else(|| state.default_model.clone());
+    request.skip_permissions = body.skip_permissions;
+    request.resume = body.resume;
+    request.wait = body.wait_secs.map(Duration::from_secs);
+    let session = state.engine.spawn(&caller, request).await?;
+    Ok(Json(view(&state, session)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputBody {
+    text: String,
+    mode: Option<String>,
+}
+
+async fn input(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<sm_lib::Message> {
+    let body: InputBody = parse(&body)?;
+    let mode: DeliveryMode = body.mode.as_deref().unwrap_or("sequential").parse()?;
+    let target = state.engine.resolve(&id).await?;
+    let message = state
+        .engine
+        .send(&caller, &target.id, &body.text, mode)
+        .await?;
+    Ok(Json(message))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchBody {
+    timeout_secs: u64,
+}
+
+async fn watch(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<serde_json::Value> {
+    let body: WatchBody = parse(&body)?;
+    if body.timeout_secs == 0 || body.timeout_secs > 7 * 24 * 3600 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "timeout_secs must be between 1 and 604800",
+        ));
+    }
+    let target = state.engine.resolve(&id).await?;
+    state
+        .engine
+        .wait(&caller, &target.id, Duration::from_secs(body.timeout_secs))
+        .await?;
+    Ok(Json(
+        json!({ "watching": target.id, "timeout_secs": body.timeout_secs }),
+    ))
+}
+
+async fn clear(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let target = state.engine.resolve(&id).await?;
+    state.engine.clear(&caller, &target.id).await?;
+    Ok(Json(json!({ "cleared": target.id })))
+}
+
+async fn kill(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<SessionView> {
+    let target = state.engine.resolve(&id).await?;
+    state.engine.kill(&caller, &target.id).await?;
+    let s = state.engine.resolve(target.id.as_str()).await?;
+    Ok(Json(view(&state, s)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: Option<String>,
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<SessionView> {
+    let body: NameBody = parse(&body)?;
+    let name = body.name.map(|n| n.parse::<SessionName>()).transpose()?;
+    let target = state.engine.resolve(&id).await?;
+    let s = state.engine.rename(&caller, &target.id, name).await?;
+    Ok(Json(view(&state, s)))
+}
+
+#[derive(Deserialize)]
+struct ChildrenQuery {
+    #[serde(default)]
+    recursive: bool,
+}
+
+async fn children(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<ChildrenQuery>,
+) -> ApiResult<Vec<SessionView>> {
+    let parent = state.engine.resolve(&id).await?;
+    let kids = state.engine.children(&parent.id, q.recursive).await?;
+    Ok(Json(kids.into_iter().map(|s| view(&state, s)).collect()))
+}
+
+#[derive(Deserialize)]
+struct OutputQuery {
+    lines: Option<usize>,
+}
+
+async fn output(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<OutputQuery>,
+) -> ApiResult<serde_json::Value> {
+    let target = state.engine.resolve(&id).await?;
+    let lines = q.lines.unwrap_or(50).clamp(1, 10_000);
+    let output = state.engine.output(&target.id, lines).await?;
+    Ok(Json(json!({ "session": target.id, "lines": output })))
+}
+
+async fn hook(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(event): Path<String>,
+    body: Bytes,
+) -> ApiResult<serde_json::Value> {
+    let id = require_session(&caller)?;
+    let payload: serde_json::Value = parse(&body)?;
+    if !payload.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "a hook payload is a JSON object",
+        ));
+    }
+    if event.is_empty() || event.len() > 64 || !event.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "a hook event name is letters and digits",
+        ));
+    }
+    state.engine.hook(id, HookEvent { event, payload }).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn list_locks(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+) -> ApiResult<Vec<sm_lib::Lock>> {
+    Ok(Json(state.engine.store().list_locks().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockBody {
+    reason: String,
+}
+
+async fn lock(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    body: Bytes,
+) -> ApiResult<sm_lib::Lock> {
+    let id = require_session(&caller)?;
+    let body: LockBody = parse(&body)?;
+    let reason = sm_lib::engine::sanitize_message(&body.reason, 500)?;
+    Ok(Json(state.engine.lock(id, &reason).await?))
+}
+
+async fn unlock(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Vec<sm_lib::Lock>> {
+    let id = require_session(&caller)?;
+    Ok(Json(state.engine.unlock(id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoLockBody {
+    file_path: PathBuf,
+}
+
+async fn auto_lock(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    body: Bytes,
+) -> ApiResult<sm_lib::Lock> {
+    let id = require_session(&caller)?;
+    let body: AutoLockBody = parse(&body)?;
+    Ok(Json(state.engine.auto_lock(id, &body.file_path).await?))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+    session: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Vec<sm_lib::Event>> {
+    let session = match q.session {
+        Some(s) => Some(state.engine.resolve(&s).await?.id),
+        None => None,
+    };
+    let events = state
+        .engine
+        .store()
+        .events(
+            q.after.map(EventId),
+            session.as_ref(),
+            q.limit.unwrap_or(200).min(10_000),
+        )
+        .await?;
+    Ok(Json(events))
+}
+
+async fn event_stream(
+    State(state): State<AppState>,
+    Authed(_): Authed,
+) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
+    use futures::StreamExt;
+    let stream = tokio_stream::wrappers::BroadcastStream::new(state.engine.subscribe())
+        .filter_map(|e| async move { e.ok() })
+        .map(|event| {
+            let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+            Ok(SseEvent::default().event(event.kind.tag()).data(data))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
