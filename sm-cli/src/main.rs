@@ -104,6 +104,8 @@ enum Command {
         /// Session id, id prefix or name (default: mine).
         target: Option<String>,
     },
+    /// Install sm's hooks into Claude Code's settings (~/.claude, or --project).
+    Setup(commands::setup::Args),
     /// Check the configuration and print the effective settings as JSON.
     Config,
     /// Print shell completions.
@@ -140,6 +142,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Config => config(cfg),
+        Command::Setup(a) => commands::setup::run(a),
         Command::Server => commands::attach::server(cli.config.clone()),
         other => client(cfg, timeout).and_then(|c| run(&c, other, json)),
     };
@@ -182,6 +185,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         | Command::Hook { .. }
         | Command::AutoLock
         | Command::Config
+        | Command::Setup(_)
         | Command::Completions { .. } => Ok(()),
     }
 }

@@ -499,3 +499,61 @@ fn hook_commands_are_instant_no_ops_outside_managed_sessions() {
     assert!(out.status.success());
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn setup_installs_hooks_idempotently_keeps_other_settings_and_uninstalls() {
+    let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = r#"{"theme":"dark","hooks":{"Stop":[{"hooks":[{"type":"command","command":"say done"}]}]}}"#;
+    std::fs::write(&settings, original).unwrap();
+    let sm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sm"))
+            .args(args)
+            .env("HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let dry = sm(&["setup", "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would install"));
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        original,
+        "dry run writes nothing"
+    );
+
+    assert!(sm(&["setup"]).status.success());
+    let installed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert_eq!(installed["theme"], "dark");
+    assert_eq!(
+        installed["hooks"]["Stop"][0]["hooks"][0]["command"],
+        "say done"
+    );
+    let sm_path = env!("CARGO_BIN_EXE_sm");
+    assert_eq!(
+        installed["hooks"]["Stop"][1]["hooks"][0]["command"],
+        format!("{sm_path} hook stop")
+    );
+    assert_eq!(
+        installed["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
+        format!("{sm_path} auto-lock")
+    );
+    let again = sm(&["setup"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to change"));
+
+    assert!(sm(&["setup", "--uninstall"]).status.success());
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    let want: Value = serde_json::from_str(original).unwrap();
+    assert_eq!(back, want);
+
+    std::fs::write(&settings, "{ broken").unwrap();
+    let refused = sm(&["setup"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&settings).unwrap(),
+        "{ broken",
+        "never overwritten"
+    );
+}

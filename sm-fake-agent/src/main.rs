@@ -856,7 +856,12 @@ impl App {
             }
         }
         let room = rows.saturating_sub(bottom.len());
-        let wrapped: Vec<String> = self.transcript.iter().flat_map(|l| wrap(l, cols)).collect();
+        let wrapped: Vec<String> = self
+            .transcript
+            .iter()
+            .flat_map(|l| l.split('\n'))
+            .flat_map(|l| wrap(l, cols))
+            .collect();
         let start = wrapped.len().saturating_sub(room);
         // Like the real TUI, the input box sits right under the conversation.
         let mut screen: Vec<String> = wrapped[start..].to_vec();
@@ -1078,11 +1083,20 @@ fn use_tool(
         }
     }
     let result = run();
-    let shown = match &result {
-        Ok(out) => format!("  ⎿ {out}"),
-        Err(e) => format!("  ⎿ Error: {e}"),
+    let text = match &result {
+        Ok(out) => out.clone(),
+        Err(e) => format!("Error: {e}"),
     };
-    send(TurnMsg::Lines(vec![shown]));
+    let shown: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("  {} {l}", if i == 0 { "⎿" } else { " " }))
+        .collect();
+    send(TurnMsg::Lines(if shown.is_empty() {
+        vec!["  ⎿ (no output)".into()]
+    } else {
+        shown
+    }));
     ctx.hook(
         "PostToolUse",
         Some(tool),

@@ -5,4 +5,5 @@ pub mod hook;
 pub mod locks;
 pub mod send;
 pub mod sessions;
+pub mod setup;
 pub mod spawn;

@@ -1,0 +1,253 @@
+//! `sm setup`: installs (or removes) the Claude Code hooks sm needs, keeping every other
+//! setting and hook as it was.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use crate::client::CliError;
+
+/// Arguments of `sm setup`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Install into this repository's `.claude/settings.json` instead of `~/.claude/`.
+    #[arg(long)]
+    pub project: bool,
+    /// Show what would change without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove sm's hooks.
+    #[arg(long)]
+    pub uninstall: bool,
+}
+
+/// The hook events sm listens to, and the `sm` arguments each runs.
+const HOOKS: &[(&str, Option<&str>, &str)] = &[
+    (
+        "PreToolUse",
+        Some("Write|Edit|MultiEdit|NotebookEdit"),
+        "auto-lock",
+    ),
+    ("PostToolUse", None, "hook post-tool-use"),
+    ("UserPromptSubmit", None, "hook user-prompt-submit"),
+    ("Stop", None, "hook stop"),
+    ("Notification", None, "hook notification"),
+    ("SessionStart", None, "hook session-start"),
+    ("SessionEnd", None, "hook session-end"),
+];
+
+/// Whether a hook command is one of sm's (any install path).
+fn is_sm_command(command: &str) -> bool {
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or("");
+    let is_sm = Path::new(program).file_name().is_some_and(|n| n == "sm");
+    let sub = words.next().unwrap_or("");
+    is_sm && (sub == "hook" || sub == "auto-lock")
+}
+
+/// Removes sm's hook commands from `settings`, dropping groups and events left empty.
+fn remove_sm_hooks(settings: &mut Map<String, Value>) {
+    let Some(hooks) = settings.get_mut("hooks").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for groups in hooks.values_mut() {
+        let Some(list) = groups.as_array_mut() else {
+            continue;
+        };
+        for group in list.iter_mut() {
+            if let Some(cmds) = group.get_mut("hooks").and_then(Value::as_array_mut) {
+                cmds.retain(|h| !h["command"].as_str().is_some_and(is_sm_command));
+            }
+        }
+        list.retain(|g| g["hooks"].as_array().is_none_or(|h| !h.is_empty()));
+    }
+    hooks.retain(|_, groups| groups.as_array().is_none_or(|g| !g.is_empty()));
+    if hooks.is_empty() {
+        settings.remove("hooks");
+    }
+}
+
+/// The settings with sm's hooks installed (or removed), everything else unchanged.
+pub fn apply(settings: &Value, sm: &str, uninstall: bool) -> Result<Value, CliError> {
+    let mut root = match settings {
+        Value::Object(m) => m.clone(),
+        Value::Null => Map::new(),
+        _ => {
+            return Err(CliError::Usage(
+                "the settings file is not a JSON object".into(),
+            ));
+        }
+    };
+    remove_sm_hooks(&mut root);
+    if !uninstall {
+        let hooks = root
+            .entry("hooks")
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Some(hooks) = hooks.as_object_mut() else {
+            return Err(CliError::Usage(
+                "\"hooks\" in the settings file is not an object".into(),
+            ));
+        };
+        for (event, matcher, args) in HOOKS {
+            let mut group =
+                json!({ "hooks": [{ "type": "command", "command": format!("{sm} {args}") }] });
+            if let Some(m) = matcher {
+                group["matcher"] = json!(m);
+            }
+            let list = hooks.entry(*event).or_insert_with(|| json!([]));
+            match list.as_array_mut() {
+                Some(list) => list.push(group),
+                None => {
+                    return Err(CliError::Usage(format!(
+                        "hooks.{event} in the settings file is not a list"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Value::Object(root))
+}
+
+fn settings_path(project: bool) -> Result<PathBuf, CliError> {
+    if project {
+        let cwd = std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?;
+        let top = cwd
+            .ancestors()
+            .find(|a| a.join(".git").exists())
+            .unwrap_or(&cwd)
+            .to_path_buf();
+        Ok(top.join(".claude/settings.json"))
+    } else {
+        let home =
+            std::env::var_os("HOME").ok_or_else(|| CliError::Usage("HOME is not set".into()))?;
+        Ok(PathBuf::from(home).join(".claude/settings.json"))
+    }
+}
+
+/// Runs `sm setup`.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let path = settings_path(args.project)?;
+    let sm = std::env::current_exe()
+        .map_err(|e| CliError::Usage(format!("cannot find the sm binary: {e}")))?;
+    let sm = sm.to_string_lossy().into_owned();
+    if sm.contains(char::is_whitespace) {
+        return Err(CliError::Usage(format!(
+            "the sm binary's path contains spaces ({sm}); install sm somewhere without spaces"
+        )));
+    }
+    let current: Value = match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => Value::Null,
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            CliError::Usage(format!(
+                "{} is not valid JSON ({e}); fix it first, sm will not overwrite it",
+                path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Null,
+        Err(e) => {
+            return Err(CliError::Usage(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let updated = apply(&current, &sm, args.uninstall)?;
+    let before = if current.is_null() {
+        json!({})
+    } else {
+        current.clone()
+    };
+    if updated == before {
+        println!(
+            "{}: nothing to change (sm's hooks are {})",
+            path.display(),
+            if args.uninstall {
+                "not installed"
+            } else {
+                "already installed"
+            }
+        );
+        return Ok(());
+    }
+    let action = match (args.dry_run, args.uninstall) {
+        (true, true) => "would remove",
+        (true, false) => "would install",
+        (false, true) => "removing",
+        (false, false) => "installing",
+    };
+    println!("{action} sm's hooks in {}:", path.display());
+    for (event, matcher, sub) in HOOKS {
+        let on = matcher.map(|m| format!(" ({m})")).unwrap_or_default();
+        println!(
+            "  {} {event}{on} → sm {sub}",
+            if args.uninstall { "-" } else { "+" }
+        );
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    if path.exists() {
+        let backup = path.with_extension("json.sm-backup");
+        if !backup.exists() {
+            std::fs::copy(&path, &backup).map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("  (the original is kept as {})", backup.display());
+        }
+    }
+    let text =
+        serde_json::to_string_pretty(&updated).map_err(|e| CliError::Usage(e.to_string()))?;
+    let tmp = path.with_extension("json.sm-tmp");
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_keeps_everything_else_and_is_idempotent() {
+        let original = json!({
+            "model": "opus",
+            "hooks": {
+                "Stop": [{ "hooks": [{ "type": "command", "command": "notify-send done" }] }],
+                "PreToolUse": [{ "matcher": "Bash", "hooks": [{ "type": "command", "command": "audit" }] }]
+            }
+        });
+        let once = apply(&original, "/usr/bin/sm", false).unwrap();
+        let twice = apply(&once, "/usr/bin/sm", false).unwrap();
+        assert_eq!(once, twice);
+        assert_eq!(once["model"], "opus");
+        let stop = once["hooks"]["Stop"].as_array().unwrap();
+        assert_eq!(stop.len(), 2);
+        assert_eq!(stop[0]["hooks"][0]["command"], "notify-send done");
+        assert_eq!(stop[1]["hooks"][0]["command"], "/usr/bin/sm hook stop");
+        let pre = once["hooks"]["PreToolUse"].as_array().unwrap();
+        assert_eq!(pre[1]["matcher"], "Write|Edit|MultiEdit|NotebookEdit");
+        // A moved binary replaces the old entries instead of adding more.
+        let moved = apply(&once, "/opt/sm/sm", false).unwrap();
+        assert_eq!(moved["hooks"]["Stop"].as_array().unwrap().len(), 2);
+        // Uninstalling restores the original.
+        assert_eq!(apply(&moved, "/opt/sm/sm", true).unwrap(), original);
+        assert_eq!(apply(&Value::Null, "/usr/bin/sm", true).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn only_sm_commands_are_recognised() {
+        assert!(is_sm_command("/usr/local/bin/sm hook stop"));
+        assert!(is_sm_command("sm auto-lock"));
+        assert!(!is_sm_command("smart hook stop"));
+        assert!(!is_sm_command("/usr/bin/sm status"));
+        assert!(!is_sm_command("echo sm hook"));
+    }
+
+    #[test]
+    fn a_non_object_is_refused() {
+        assert!(apply(&json!([1, 2]), "sm", false).is_err());
+        assert!(apply(&json!({ "hooks": [] }), "sm", false).is_err());
+    }
+}
