@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Milliseconds since the Unix epoch. Stores keep times in this form.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
@@ -32,6 +33,7 @@ impl Timestamp {
 ///
 /// It is a UUID so that it can double as the agent's own session id (Claude Code's
 /// `--session-id`), which makes hook payloads carry sm's id.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SessionId(String);
@@ -83,6 +85,7 @@ impl fmt::Display for SessionId {
 /// Names are 1–64 characters of ASCII letters, digits, `-`, `_` and `.`, starting with a
 /// letter or digit. That keeps them safe to show in a terminal, to use in a tmux target
 /// and to type in a shell without quoting.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SessionName(String);
@@ -155,6 +158,7 @@ impl fmt::Display for SessionName {
 }
 
 /// Which agent program runs in a session. Agent quirks live in profiles keyed by this.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentKind {
@@ -209,6 +213,7 @@ impl fmt::Display for AgentKind {
 }
 
 /// What a session is doing, as far as sm knows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
@@ -274,6 +279,7 @@ impl fmt::Display for SessionStatus {
 }
 
 /// A managed session as recorded in the registry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Its id; also the name of its terminal in the backend.
@@ -287,6 +293,7 @@ pub struct Session {
     /// The model the agent was started with, if chosen.
     pub model: Option<String>,
     /// Where the agent runs; the workspace for locks derives from it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub working_dir: PathBuf,
     /// What it is doing.
     pub status: SessionStatus,
@@ -315,6 +322,7 @@ impl Session {
 }
 
 /// How a message is delivered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryMode {
@@ -382,6 +390,7 @@ impl fmt::Display for DeliveryMode {
 ///   │  └───requeue─────┘  └──────▶ failed
 ///   └─────────────────────────────▶ failed   (target died, cancelled)
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
@@ -437,6 +446,7 @@ impl fmt::Display for MessageState {
 }
 
 /// A message id: assigned by the store, increasing in enqueue order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MessageId(pub i64);
@@ -448,6 +458,7 @@ impl fmt::Display for MessageId {
 }
 
 /// A message to enqueue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMessage {
     /// The session that receives it.
@@ -461,6 +472,7 @@ pub struct NewMessage {
 }
 
 /// A message as the store keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Store-assigned id, increasing in enqueue order.
@@ -486,8 +498,10 @@ pub struct Message {
 }
 
 /// The unit a lock covers: a workspace directory (a git top-level, or a plain directory).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
 pub struct Workspace(pub PathBuf);
 
 impl fmt::Display for Workspace {
@@ -497,6 +511,7 @@ impl fmt::Display for Workspace {
 }
 
 /// Why a lock was taken.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockKind {
@@ -528,6 +543,7 @@ impl FromStr for LockKind {
 }
 
 /// A request to lock a workspace.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockRequest {
     /// What to lock.
@@ -541,6 +557,7 @@ pub struct LockRequest {
 }
 
 /// A held workspace lock.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
     /// What is locked.
@@ -557,6 +574,7 @@ pub struct Lock {
 
 /// A registered wait: when `target` next finishes a turn (or at `deadline`), `waiter` is
 /// sent a wake-up message. Stored, so a restarted server still wakes everyone.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wait {
     /// Store-assigned id.
@@ -572,11 +590,13 @@ pub struct Wait {
 }
 
 /// An event log entry id: assigned by the store, increasing in append order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(pub i64);
 
 /// What happened. Serialised with a `type` tag so the log is readable as JSON.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -672,6 +692,7 @@ impl EventKind {
 }
 
 /// An entry of the append-only event log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Store-assigned id, increasing in append order.

@@ -33,6 +33,31 @@ pub struct AppState {
     pub default_model: Option<String>,
 }
 
+/// The OpenAPI document of this API (served at `/openapi.json`, browsable at `/docs`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "sm", description = "Session manager for swarms of AI coding agents"),
+    paths(
+        health, me, list_sessions, spawn, get_session, kill, input, watch, clear, rename,
+        children, output, hook, list_locks, lock, unlock, auto_lock, events, event_stream
+    ),
+    modifiers(&BearerToken)
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
@@ -56,6 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events/stream", get(event_stream))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .url("/openapi.json", <ApiDoc as utoipa::OpenApi>::openapi()),
+        )
 }
 
 // ----- errors -----
@@ -107,6 +136,22 @@ impl From<Error> for ApiError {
             message,
         }
     }
+}
+
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a human message.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (e.g. `session_not_found`, `lock_conflict`).
+    pub code: String,
+    /// For humans.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -182,7 +227,7 @@ fn require_session(caller: &Caller) -> Result<&sm_lib::SessionId, ApiError> {
 
 // ----- handlers -----
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     status: &'static str,
     version: &'static str,
@@ -190,6 +235,7 @@ struct Health {
     sessions: usize,
 }
 
+#[utoipa::path(get, path = "/health", tag = "server", responses((status = 200, body = Health)))]
 async fn health(State(state): State<AppState>) -> ApiResult<Health> {
     let sessions = state.engine.sessions().await?;
     Ok(Json(Health {
@@ -201,7 +247,7 @@ async fn health(State(state): State<AppState>) -> ApiResult<Health> {
 }
 
 /// A session as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     #[serde(flatten)]
     session: Session,
@@ -214,6 +260,7 @@ fn view(state: &AppState, session: Session) -> SessionView {
     SessionView { session, attach }
 }
 
+#[utoipa::path(get, path = "/me", tag = "sessions", security(("token" = [])), responses((status = 200, body = SessionView, description = "The calling agent's session, or {\"admin\": true}"), (status = 401, body = ErrorBody)))]
 async fn me(State(state): State<AppState>, Authed(caller): Authed) -> Result<Response, ApiError> {
     match caller {
         Caller::Admin => Ok(Json(json!({ "admin": true })).into_response()),
@@ -224,9 +271,10 @@ async fn me(State(state): State<AppState>, Authed(caller): Authed) -> Result<Res
     }
 }
 
+#[utoipa::path(get, path = "/sessions", tag = "sessions", security(("token" = [])), responses((status = 200, body = Vec<SessionView>), (status = 401, body = ErrorBody)))]
 async fn list_sessions(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
 ) -> ApiResult<Vec<SessionView>> {
     let sessions = state.engine.sessions().await?;
     Ok(Json(
@@ -234,21 +282,23 @@ async fn list_sessions(
     ))
 }
 
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = SessionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_session(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<SessionView> {
     let s = state.engine.resolve(&id).await?;
     Ok(Json(view(&state, s)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SpawnBody {
     prompt: Option<String>,
     name: Option<String>,
     model: Option<String>,
+    #[schema(value_type = Option<String>)]
     working_dir: Option<PathBuf>,
     agent: Option<String>,
     wait_secs: Option<u64>,
@@ -257,6 +307,7 @@ struct SpawnBody {
     resume: Option<String>,
 }
 
+#[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = SpawnBody, security(("token" = [])), responses((status = 200, body = SessionView, description = "The new agent, ready for input"), (status = 409, body = ErrorBody, description = "Name taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn spawn(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -286,13 +337,14 @@ async fn spawn(
     Ok(Json(view(&state, session)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InputBody {
     text: String,
     mode: Option<String>,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/input", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = InputBody, security(("token" = [])), responses((status = 200, body = sm_lib::Message, description = "Queued (durable)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn input(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -309,12 +361,13 @@ async fn input(
     Ok(Json(message))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WatchBody {
     timeout_secs: u64,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/watch", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = WatchBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "Watching; the caller gets a message later"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn watch(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -339,6 +392,7 @@ async fn watch(
     ))
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/clear", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn clear(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -349,6 +403,7 @@ async fn clear(
     Ok(Json(json!({ "cleared": target.id })))
 }
 
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = SessionView), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn kill(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -360,12 +415,13 @@ async fn kill(
     Ok(Json(view(&state, s)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NameBody {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/name", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = NameBody, security(("token" = [])), responses((status = 200, body = SessionView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rename(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -379,15 +435,16 @@ async fn rename(
     Ok(Json(view(&state, s)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct ChildrenQuery {
     #[serde(default)]
     recursive: bool,
 }
 
+#[utoipa::path(get, path = "/sessions/{id}/children", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name"), ChildrenQuery), security(("token" = [])), responses((status = 200, body = Vec<SessionView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn children(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
     Path(id): Path<String>,
     Query(q): Query<ChildrenQuery>,
 ) -> ApiResult<Vec<SessionView>> {
@@ -396,14 +453,15 @@ async fn children(
     Ok(Json(kids.into_iter().map(|s| view(&state, s)).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct OutputQuery {
     lines: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/sessions/{id}/output", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name"), OutputQuery), security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn output(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
     Path(id): Path<String>,
     Query(q): Query<OutputQuery>,
 ) -> ApiResult<serde_json::Value> {
@@ -413,6 +471,7 @@ async fn output(
     Ok(Json(json!({ "session": target.id, "lines": output })))
 }
 
+#[utoipa::path(post, path = "/hooks/{event}", tag = "hooks", params(("event" = String, Path, description = "Hook event name, e.g. Stop")), request_body = serde_json::Value, security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn hook(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -439,19 +498,21 @@ async fn hook(
     Ok(Json(json!({ "ok": true })))
 }
 
+#[utoipa::path(get, path = "/locks", tag = "locks", security(("token" = [])), responses((status = 200, body = Vec<sm_lib::Lock>), (status = 401, body = ErrorBody)))]
 async fn list_locks(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
 ) -> ApiResult<Vec<sm_lib::Lock>> {
     Ok(Json(state.engine.store().list_locks().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LockBody {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/locks", tag = "locks", request_body = LockBody, security(("token" = [])), responses((status = 200, body = sm_lib::Lock), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn lock(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -463,6 +524,7 @@ async fn lock(
     Ok(Json(state.engine.lock(id, &reason).await?))
 }
 
+#[utoipa::path(delete, path = "/locks", tag = "locks", security(("token" = [])), responses((status = 200, body = Vec<sm_lib::Lock>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn unlock(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -471,12 +533,14 @@ async fn unlock(
     Ok(Json(state.engine.unlock(id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AutoLockBody {
+    #[schema(value_type = String)]
     file_path: PathBuf,
 }
 
+#[utoipa::path(post, path = "/locks/auto", tag = "locks", request_body = AutoLockBody, security(("token" = [])), responses((status = 200, body = sm_lib::Lock), (status = 409, body = ErrorBody, description = "Held by another live session"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn auto_lock(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -487,16 +551,17 @@ async fn auto_lock(
     Ok(Json(state.engine.auto_lock(id, &body.file_path).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct EventsQuery {
     after: Option<i64>,
     session: Option<String>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery), security(("token" = [])), responses((status = 200, body = Vec<sm_lib::Event>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Vec<sm_lib::Event>> {
     let session = match q.session {
@@ -515,9 +580,10 @@ async fn events(
     Ok(Json(events))
 }
 
+#[utoipa::path(get, path = "/events/stream", tag = "events", security(("token" = [])), responses((status = 200, description = "Server-sent events, one per engine event")))]
 async fn event_stream(
     State(state): State<AppState>,
-    Authed(_): Authed,
+    Authed(_caller): Authed,
 ) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     use futures::StreamExt;
     let stream = tokio_stream::wrappers::BroadcastStream::new(state.engine.subscribe())
