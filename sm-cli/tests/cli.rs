@@ -557,3 +557,63 @@ fn setup_installs_hooks_idempotently_keeps_other_settings_and_uninstalls() {
         "never overwritten"
     );
 }
+
+#[test]
+fn agent_commands_work_from_inside_an_agent_with_json_output() {
+    let s = Server::start();
+    std::fs::write(
+        s.work().join("inside.sh"),
+        "sm me --json > me.json\n\
+         sm lock 'big refactor' --json > lock.json\n\
+         sm status --json > status.json\n\
+         sm unlock --json > unlock.json\n\
+         sm spawn --agent fake --name helper 'hello [[reply hi]]' --json > spawn.json\n\
+         sm wait helper 30 --json > wait.json\n\
+         sm others --json > others.json\n\
+         sm children --json > children.json\n\
+         sm alone; echo $? > alone.rc\n\
+         sm name lead --json > name.json\n\
+         echo done > inside.done\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "agent",
+        "--skip-permissions",
+        "[[bash sh inside.sh]]",
+    ]);
+    s.until("the script", || {
+        s.work().join("inside.done").exists().then_some(())
+    });
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(s.work().join(f)).unwrap()).unwrap()
+    };
+    assert_eq!(read("me.json")["name"], "agent");
+    let lock = read("lock.json");
+    assert_eq!(lock["reason"], "big refactor");
+    assert_eq!(lock["kind"], "explicit");
+    let status = read("status.json");
+    assert_eq!(status["me"]["name"], "agent");
+    assert_eq!(status["locks"][0]["reason"], "big refactor");
+    assert_eq!(read("unlock.json").as_array().unwrap().len(), 1);
+    assert_eq!(read("spawn.json")["parent"], read("me.json")["id"]);
+    assert_eq!(read("wait.json")["timeout_secs"], 30);
+    let others = read("others.json");
+    assert!(
+        others
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["name"] != "agent")
+    );
+    assert_eq!(read("children.json")[0]["name"], "helper");
+    let alone = std::fs::read_to_string(s.work().join("alone.rc")).unwrap();
+    assert_eq!(alone.trim(), "1", "helper works in the same directory");
+    assert_eq!(read("name.json")["name"], "lead");
+    // The wait registered inside the agent wakes it when the helper's turn is over.
+    let p = s.wait_prompts("lead", 2);
+    assert!(p[1].starts_with("[sm] helper"), "{p:?}");
+}
