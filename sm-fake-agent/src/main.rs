@@ -843,9 +843,15 @@ impl App {
                     ));
                 }
                 bottom.push(RULE.to_string().repeat(cols));
+                // Long input wraps inside the box, as in the real TUI.
                 let shown: String = self.input.iter().map(Segment::shown).collect();
-                for (i, line) in shown.split('\n').enumerate() {
-                    bottom.push(format!("{} {line}", if i == 0 { "❯" } else { " " }));
+                let width = cols.saturating_sub(2).max(1);
+                let mut first = true;
+                for line in shown.split('\n') {
+                    for chunk in wrap(line, width) {
+                        bottom.push(format!("{} {chunk}", if first { "❯" } else { " " }));
+                        first = false;
+                    }
                 }
                 bottom.push(RULE.to_string().repeat(cols));
                 bottom.push(

@@ -871,3 +871,23 @@ impl Drop for KillTmux {
             .output();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_single_line_text_that_wraps_in_the_input_box_is_delivered_once() {
+    let h = Harness::new().await;
+    let w = h.spawn("w", None).await;
+    let text = format!(
+        "{} end-marker",
+        "a long single line with words; ".repeat(12)
+    );
+    h.engine
+        .send(&Caller::Admin, &w.id, &text, DeliveryMode::Sequential)
+        .await
+        .unwrap();
+    let p = h.wait_prompts(&w.id, 1).await;
+    assert_eq!(p, vec![text.trim_end().to_string()]);
+    h.settled(&w.id).await;
+    let msgs = h.messages(&w.id).await;
+    assert_eq!(msgs[0].state, MessageState::Delivered);
+    assert_eq!(msgs[0].attempts, 1);
+}

@@ -65,5 +65,5 @@ pub use store::{MessageFilter, MessageStore};
 pub use types::{
     AgentKind, DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
     MessageId, MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp,
-    Wait, Workspace,
+    Wait, WaitOutcome, Workspace,
 };

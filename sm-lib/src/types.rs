@@ -664,6 +664,24 @@ pub enum EventKind {
         /// What.
         message: String,
     },
+    /// An agent finished a turn (Stop hook, or its screen after an interrupt).
+    TurnCompleted {
+        /// Its last assistant message, when known.
+        last_message: Option<String>,
+    },
+    /// A wait fired: the target finished its turn, the wait timed out, or the target ended.
+    WaitFired {
+        /// Which wait.
+        wait: i64,
+        /// Who waited (`None` for a program or human outside any session).
+        waiter: Option<SessionId>,
+        /// Why it fired.
+        outcome: WaitOutcome,
+        /// The wake-up text sent to the waiter.
+        text: String,
+        /// The target's last assistant message, when known.
+        last_message: Option<String>,
+    },
     /// A free-form note, for anything else worth a line in the log.
     Note {
         /// The note.
@@ -686,9 +704,24 @@ impl EventKind {
             EventKind::NeedsInput { .. } => "needs_input",
             EventKind::IdleTimeout { .. } => "idle_timeout",
             EventKind::Error { .. } => "error",
+            EventKind::TurnCompleted { .. } => "turn_completed",
+            EventKind::WaitFired { .. } => "wait_fired",
             EventKind::Note { .. } => "note",
         }
     }
+}
+
+/// Why a wait fired.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOutcome {
+    /// The target finished its turn with nothing left queued for it.
+    Idle,
+    /// The deadline passed first.
+    Timeout,
+    /// The target ended (killed, crashed, exited).
+    Ended,
 }
 
 /// An entry of the append-only event log.

@@ -373,3 +373,54 @@ async fn a_crashed_agent_is_dead_its_queue_failed_and_its_waiter_told() {
             .any(|n| matches!(n.kind, NotificationKind::Error { .. }))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn wait_for_returns_after_the_turn_the_message_started_with_its_answer() {
+    let s = sim(EngineConfig::default()).await;
+    let w = s.spawn("w", None).await;
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "compute [[sleep 5]] [[reply 42]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    // Right after the send the agent still looks idle; the wait must not fire on that.
+    let started = tokio::time::Instant::now();
+    let result = s
+        .engine
+        .wait_for(&w.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(result.outcome, sm_lib::WaitOutcome::Idle);
+    assert_eq!(result.last_message.as_deref(), Some("42"));
+    assert!(started.elapsed() >= Duration::from_secs(5));
+
+    let result = s
+        .engine
+        .wait_for(&w.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.outcome,
+        sm_lib::WaitOutcome::Idle,
+        "an idle agent answers at once"
+    );
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "slow [[sleep 500]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    let result = s
+        .engine
+        .wait_for(&w.id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(result.outcome, sm_lib::WaitOutcome::Timeout);
+}

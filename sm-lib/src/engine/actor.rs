@@ -16,7 +16,7 @@ use crate::notifier::{Notification, NotificationKind};
 use crate::store::MessageFilter;
 use crate::types::{
     DeliveryMode, EventKind, LockKind, Message, MessageState, Session, SessionId, SessionStatus,
-    Timestamp, Wait,
+    Timestamp, Wait, WaitOutcome,
 };
 
 /// How long output must have been quiet before a ready-looking screen counts as idle
@@ -26,6 +26,9 @@ const QUIET_BEFORE_IDLE: Duration = Duration::from_millis(300);
 const SCREEN_CHECK_DELAY: Duration = Duration::from_millis(100);
 /// How often a blocked delivery is retried when no output suggests a change.
 const BLOCKED_RETRY: Duration = Duration::from_secs(1);
+/// A message that could not be typed this many times fails (it is never typed twice, so
+/// only attempts whose text did not land, or could not start, count).
+const MAX_ATTEMPTS: u32 = 5;
 /// How often the screen is read while verifying a delivery step.
 const VERIFY_POLL: Duration = Duration::from_millis(40);
 
@@ -268,7 +271,7 @@ impl Actor {
                 display_name(&self.session),
                 self.status
             );
-            self.fire_wait(&wait, text).await;
+            self.fire_wait(&wait, text, WaitOutcome::Timeout).await;
         }
         if self.status == SessionStatus::Idle && !self.idle_notified {
             if let Some(since) = self.idle_since {
@@ -367,6 +370,16 @@ impl Actor {
                     },
                 },
             );
+        }
+        if from_hook || was_busy {
+            record(
+                self.inner(),
+                Some(&self.id),
+                EventKind::TurnCompleted {
+                    last_message: last_message.clone(),
+                },
+            )
+            .await;
         }
         if let Some(m) = last_message {
             self.last_message = Some(m);
@@ -492,7 +505,20 @@ impl Actor {
                 // without hooks). Only once output has been quiet for a moment.
                 let quiet_for = self.last_activity.elapsed();
                 if quiet_for >= QUIET_BEFORE_IDLE {
-                    self.turn_ended(None, false).await;
+                    // Without a Stop hook, the answer is the last `⏺` line on screen.
+                    let last = self
+                        .inner()
+                        .backend
+                        .capture_screen(&self.id)
+                        .await
+                        .ok()
+                        .and_then(|rows| {
+                            rows.iter()
+                                .rev()
+                                .find_map(|r| r.strip_prefix("⏺ ").map(str::to_string))
+                        });
+                    self.last_message = None;
+                    self.turn_ended(last, false).await;
                 } else {
                     self.screen_check_at = Some(Instant::now() + (QUIET_BEFORE_IDLE - quiet_for));
                 }
@@ -524,19 +550,25 @@ impl Actor {
             display_name(&self.session)
         );
         for (wait, _) in std::mem::take(&mut self.waits) {
-            self.fire_wait(&wait, text.clone()).await;
+            self.fire_wait(&wait, text.clone(), WaitOutcome::Idle).await;
         }
     }
 
-    async fn fire_wait(&mut self, wait: &Wait, text: String) {
+    async fn fire_wait(&mut self, wait: &Wait, text: String, outcome: WaitOutcome) {
         self.waits.retain(|(w, _)| w.id != wait.id);
         if let Err(e) = self.inner().store.remove_wait(wait.id).await {
             tracing::warn!(error = %e, "cannot remove a wait");
         }
         record(
             self.inner(),
-            wait.waiter.as_ref(),
-            EventKind::Note { text: text.clone() },
+            Some(&self.id),
+            EventKind::WaitFired {
+                wait: wait.id,
+                waiter: wait.waiter.clone(),
+                outcome,
+                text: text.clone(),
+                last_message: self.last_message.clone(),
+            },
         )
         .await;
         if let Some(waiter) = &wait.waiter {
@@ -620,6 +652,11 @@ impl Actor {
                 )
                 .await;
                 self.screen_check_at = Some(Instant::now() + SCREEN_CHECK_DELAY);
+                Outcome::Progress
+            }
+            Attempt::Retry(reason) if message.attempts >= MAX_ATTEMPTS => {
+                let reason = format!("gave up after {} attempts: {reason}", message.attempts);
+                self.fail_message(&message, &reason).await;
                 Outcome::Progress
             }
             Attempt::Retry(reason) => {
@@ -922,7 +959,8 @@ impl Actor {
         }
         let text = format!("[sm] {} ended ({reason}).", display_name(&self.session));
         for (wait, _) in std::mem::take(&mut self.waits) {
-            self.fire_wait(&wait, text.clone()).await;
+            self.fire_wait(&wait, text.clone(), WaitOutcome::Ended)
+                .await;
         }
         if final_status == SessionStatus::Dead && !self.killing {
             record(

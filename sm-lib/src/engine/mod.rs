@@ -163,6 +163,15 @@ pub struct HookEvent {
     pub payload: serde_json::Value,
 }
 
+/// What [`Engine::wait_for`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitResult {
+    /// Why the wait ended.
+    pub outcome: crate::types::WaitOutcome,
+    /// The target's last assistant message, when known.
+    pub last_message: Option<String>,
+}
+
 /// What the engine publishes to subscribers ([`Engine::subscribe`]): every event it appends
 /// to the store's log.
 pub type EngineEvent = Event;
@@ -612,7 +621,65 @@ impl Engine {
     /// caller gets a short message saying which — delivered like any important message,
     /// which wakes it. An admin caller gets only the event.
     pub async fn wait(&self, caller: &Caller, target: &SessionId, timeout: Duration) -> Result<()> {
-        self.register_wait(caller.session(), target, timeout).await
+        self.register_wait(caller.session(), target, timeout)
+            .await
+            .map(drop)
+    }
+
+    /// For programs driving agents (EM programs): waits — asynchronously, in this task —
+    /// until `target` finishes its turn with nothing queued for it, ends, or `timeout`
+    /// passes, with the same rules as [`Engine::wait`]. Returns why, and the target's last
+    /// assistant message when known.
+    pub async fn wait_for(&self, target: &SessionId, timeout: Duration) -> Result<WaitResult> {
+        let mut events = self.subscribe();
+        let wait = self.register_wait(None, target, timeout).await?;
+        loop {
+            match events.recv().await {
+                Ok(Event {
+                    kind:
+                        EventKind::WaitFired {
+                            wait: id,
+                            outcome,
+                            last_message,
+                            ..
+                        },
+                    ..
+                }) if id == wait.id => {
+                    return Ok(WaitResult {
+                        outcome,
+                        last_message,
+                    });
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed live events: the log has them.
+                    let fired = self
+                        .inner
+                        .store
+                        .events(None, Some(target), 0)
+                        .await?
+                        .into_iter()
+                        .find_map(|e| match e.kind {
+                            EventKind::WaitFired {
+                                wait: id,
+                                outcome,
+                                last_message,
+                                ..
+                            } if id == wait.id => Some(WaitResult {
+                                outcome,
+                                last_message,
+                            }),
+                            _ => None,
+                        });
+                    if let Some(result) = fired {
+                        return Ok(result);
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(Error::Closed("the engine"));
+                }
+            }
+        }
     }
 
     async fn register_wait(
@@ -620,7 +687,7 @@ impl Engine {
         waiter: Option<&SessionId>,
         target: &SessionId,
         timeout: Duration,
-    ) -> Result<()> {
+    ) -> Result<crate::types::Wait> {
         let session = self
             .inner
             .store
@@ -638,8 +705,8 @@ impl Engine {
         let wait = self.inner.store.add_wait(waiter, target, deadline).await?;
         match lock_map(&self.inner.actors).get(target) {
             Some(h) => {
-                let _ = h.commands.send(Command::WaitAdded(wait));
-                Ok(())
+                let _ = h.commands.send(Command::WaitAdded(wait.clone()));
+                Ok(wait)
             }
             None => Err(Error::SessionNotFound(target.to_string())),
         }
