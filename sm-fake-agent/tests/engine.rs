@@ -891,3 +891,80 @@ async fn long_single_line_text_that_wraps_in_the_input_box_is_delivered_once() {
     assert_eq!(msgs[0].state, MessageState::Delivered);
     assert_eq!(msgs[0].attempts, 1);
 }
+
+fn human_types(h: &Harness, id: &SessionId, keys: &[&str], literal: bool) {
+    let target = format!("={}:={id}", h.socket);
+    let mut cmd = std::process::Command::new("tmux");
+    cmd.args(["-L", &h.socket, "send-keys", "-t", &target]);
+    if literal {
+        cmd.arg("-l");
+    }
+    assert!(cmd.args(keys).status().unwrap().success());
+}
+
+async fn wait_attention(h: &Harness, id: &SessionId) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let events = h.engine.store().events(None, Some(id), 0).await.unwrap();
+        if events
+            .iter()
+            .any(|e| matches!(e.kind, sm_lib::EventKind::NeedsAttention { .. }))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no needs-attention event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_humans_unfinished_text_is_never_merged_and_goes_first() {
+    let h = Harness::new().await;
+    let w = h.spawn("w", None).await;
+    human_types(&h, &w.id, &["half-written thought"], true);
+    h.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "queued message",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    wait_attention(&h, &w.id).await;
+    assert!(h.prompts(&w.id).is_empty(), "nothing typed over the human");
+    human_types(&h, &w.id, &["Enter"], false);
+    let p = h.wait_prompts(&w.id, 2).await;
+    assert_eq!(p, vec!["half-written thought", "queued message"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn urgent_waits_for_a_person_typing_during_a_turn() {
+    let h = Harness::new().await;
+    let w = h.spawn("w", None).await;
+    h.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "long job [[sleep 30]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    h.wait_status(&w.id, SessionStatus::Working).await;
+    human_types(&h, &w.id, &["my own note"], true);
+    h.engine
+        .send(&Caller::Admin, &w.id, "urgent thing", DeliveryMode::Urgent)
+        .await
+        .unwrap();
+    wait_attention(&h, &w.id).await;
+    assert_eq!(
+        h.prompts(&w.id),
+        vec!["long job [[sleep 30]]"],
+        "no interrupt over a person"
+    );
+    // The person gives up their note; the urgent message goes through, clean.
+    human_types(&h, &w.id, &["C-u"], false);
+    let p = h.wait_prompts(&w.id, 2).await;
+    assert_eq!(p[1], "urgent thing");
+}

@@ -682,6 +682,11 @@ pub enum EventKind {
         /// The target's last assistant message, when known.
         last_message: Option<String>,
     },
+    /// sm holds back because a person (or the agent) left text in the input box.
+    NeedsAttention {
+        /// What is in the way.
+        reason: String,
+    },
     /// A free-form note, for anything else worth a line in the log.
     Note {
         /// The note.
@@ -706,6 +711,7 @@ impl EventKind {
             EventKind::Error { .. } => "error",
             EventKind::TurnCompleted { .. } => "turn_completed",
             EventKind::WaitFired { .. } => "wait_fired",
+            EventKind::NeedsAttention { .. } => "needs_attention",
             EventKind::Note { .. } => "note",
         }
     }

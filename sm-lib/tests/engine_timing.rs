@@ -13,7 +13,7 @@ use sm_lib::memory_backend::{Received, SimulatedAgent};
 use sm_lib::{
     AgentKind, Caller, DeliveryMode, Engine, EventKind, Key, MemoryBackend, MemoryStore,
     MessageState, MessageStore, Notification, NotificationKind, Notifier, Session, SessionStatus,
-    SpawnRequest,
+    SpawnRequest, TerminalBackend,
 };
 
 #[derive(Default)]
@@ -423,4 +423,47 @@ async fn wait_for_returns_after_the_turn_the_message_started_with_its_answer() {
         .await
         .unwrap();
     assert_eq!(result.outcome, sm_lib::WaitOutcome::Timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_left_in_the_box_blocks_delivery_until_stale_then_is_cleared_and_logged() {
+    let s = sim(EngineConfig {
+        input_stale_timeout: Duration::from_secs(60),
+        ..EngineConfig::default()
+    })
+    .await;
+    let w = s.spawn("w", None).await;
+    // Someone typed into the box and walked away.
+    s.backend.send_text(&w.id, "abandoned draft").await.unwrap();
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "the real task",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(50)).await;
+    assert!(
+        s.backend.submitted(&w.id).is_empty(),
+        "held back while the text is fresh"
+    );
+    pass(Duration::from_secs(15)).await;
+    assert_eq!(
+        s.backend.submitted(&w.id),
+        vec!["the real task"],
+        "never merged"
+    );
+    let events = s.store.events(None, Some(&w.id), 0).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::NeedsAttention { .. }))
+    );
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.kind, EventKind::Note { text } if text.contains("abandoned draft"))
+        )
+    );
 }

@@ -92,6 +92,10 @@ pub(crate) struct Actor {
     killing: bool,
     session_ended: bool,
     last_message: Option<String>,
+    /// Text in the input box that sm did not type, and since when it has been unchanged.
+    foreign_input: Option<(String, Instant)>,
+    /// The last message sm submitted, to recognise it when an interrupt restores it.
+    last_typed: Option<String>,
 }
 
 fn normalize(s: &str) -> String {
@@ -135,6 +139,8 @@ impl Actor {
             killing: false,
             session_ended: false,
             last_message: None,
+            foreign_input: None,
+            last_typed: None,
         }
     }
 
@@ -717,23 +723,89 @@ impl Actor {
             return false;
         };
         match state {
-            ScreenState::Ready { input } if input.is_empty() => true,
-            ScreenState::Ready { .. } => {
-                // Text sm did not type is in the box (a human, or a restored prompt): never
-                // merge a message into it.
-                false
+            ScreenState::Ready { input } if input.is_empty() => {
+                self.foreign_input = None;
+                true
             }
-            ScreenState::Working { .. } => {
+            // Text sm did not type (a person's, or a prompt restored by an interrupt): never
+            // merge a message into it. Wait until it is submitted, or cleared once stale.
+            ScreenState::Ready { input } => self.stale_input_cleared(input).await,
+            ScreenState::Working { input } => {
                 if self.status == SessionStatus::Idle {
                     self.turn_started().await;
                 }
-                mode == DeliveryMode::Urgent
+                if mode != DeliveryMode::Urgent {
+                    return false;
+                }
+                match input {
+                    // Someone is typing while the agent works: an interrupt would mix their
+                    // text with the message. Hold back and say so.
+                    Some(text) if !text.is_empty() => {
+                        self.note_foreign_input(&text, "an urgent message waits")
+                            .await;
+                        false
+                    }
+                    _ => true,
+                }
             }
             ScreenState::Permission { question, options } => {
                 self.needs_input(Some(question), options).await;
                 false
             }
             ScreenState::Other => false,
+        }
+    }
+
+    /// Records (once per distinct text) that foreign text blocks delivery.
+    async fn note_foreign_input(&mut self, text: &str, consequence: &str) {
+        let changed = self.foreign_input.as_ref().is_none_or(|(t, _)| t != text);
+        if changed {
+            self.foreign_input = Some((text.to_string(), Instant::now()));
+            let preview: String = text.chars().take(80).collect();
+            record(
+                self.inner(),
+                Some(&self.id),
+                EventKind::NeedsAttention {
+                    reason: format!(
+                        "the input box holds text sm did not type ({preview:?}); {consequence}"
+                    ),
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Tracks foreign text in an idle agent's box; clears it once it has sat unchanged for
+    /// `input_stale_timeout` (recording what it was) and reports whether delivery may go on.
+    async fn stale_input_cleared(&mut self, text: String) -> bool {
+        self.note_foreign_input(&text, "delivery waits until it is submitted")
+            .await;
+        let stale_after = self.inner().config.input_stale_timeout;
+        let since = self
+            .foreign_input
+            .as_ref()
+            .map(|(_, t)| *t)
+            .unwrap_or_else(Instant::now);
+        if since.elapsed() < stale_after {
+            return false;
+        }
+        match self.empty_input_box().await {
+            Ok(true) => {
+                record(
+                    self.inner(),
+                    Some(&self.id),
+                    EventKind::Note {
+                        text: format!(
+                            "cleared text left unchanged in the input box for {}s: {text:?}",
+                            stale_after.as_secs()
+                        ),
+                    },
+                )
+                .await;
+                self.foreign_input = None;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -802,7 +874,20 @@ impl Actor {
                     "the agent did not settle after an interrupt".into(),
                 ));
             }
-            // An interrupt can put the interrupted prompt back into the box.
+            // An interrupt can put the interrupted prompt back into the box. Empty it only
+            // when it is that prompt (sm's own text), never a person's.
+            if let Some(ScreenState::Ready { input }) = &settled {
+                let (now, typed) = (normalize(input), self.last_typed.as_deref().map(normalize));
+                let ours = typed.is_some_and(|t| t.starts_with(&now) || now.starts_with(&t));
+                if !input.is_empty() && !ours {
+                    let text = input.clone();
+                    self.note_foreign_input(&text, "the urgent message waits")
+                        .await;
+                    return Ok(Attempt::Retry(
+                        "the input box holds someone's text after the interrupt".into(),
+                    ));
+                }
+            }
             if !self.empty_input_box().await? {
                 return Ok(Attempt::Retry(
                     "could not empty the input box after an interrupt".into(),
@@ -834,6 +919,7 @@ impl Actor {
                 "the text did not appear in the input box".into(),
             ));
         }
+        self.last_typed = Some(message.text.clone());
         for press in 0..2 {
             self.key(Key::Enter).await?;
             let submitted = self

@@ -75,6 +75,9 @@ pub struct EngineConfig {
     pub settle_timeout: Duration,
     /// Idle this long with nobody waiting raises an idle-timeout event.
     pub idle_timeout: Duration,
+    /// Text someone else left in an agent's input box blocks delivery until it is submitted
+    /// or has sat unchanged this long; then it is cleared (and recorded in the event log).
+    pub input_stale_timeout: Duration,
     /// Terminal size for new agents.
     pub cols: u16,
     /// Terminal size for new agents.
@@ -91,6 +94,7 @@ impl Default for EngineConfig {
             verify_timeout: Duration::from_secs(5),
             settle_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            input_stale_timeout: Duration::from_secs(60),
             cols: 200,
             rows: 50,
         }
