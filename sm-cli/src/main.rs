@@ -64,6 +64,19 @@ enum Command {
         #[arg(long)]
         session: Option<String>,
     },
+    /// Say what you are working on (shown by status, others, all, children).
+    Task {
+        /// The task; empty to clear it.
+        task: String,
+        /// The session (default: mine).
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// List Claude Code's own subagents of a session (default: mine).
+    Subagents {
+        /// Session id, id prefix or name.
+        target: Option<String>,
+    },
     /// Show this session.
     Me,
     /// Show this session (same as `me`).
@@ -167,6 +180,8 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         Command::Kill { target } => sessions::kill(c, &target, json),
         Command::Name { name, session } => sessions::name(c, &name, session, json),
         Command::Me | Command::Who => sessions::me(c, json),
+        Command::Task { task, session } => sessions::task(c, &task, session, json),
+        Command::Subagents { target } => sessions::subagents(c, target, json),
         Command::Status => sessions::status(c, json),
         Command::Alone => {
             if sessions::alone(c, json)? {

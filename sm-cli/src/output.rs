@@ -30,8 +30,12 @@ pub fn sessions(list: &[Value]) {
         return;
     }
     for s in list {
+        let task = s["task"]
+            .as_str()
+            .map(|t| format!("  — {t}"))
+            .unwrap_or_default();
         println!(
-            "{:<28} {:<12} {:<7} {}",
+            "{:<28} {:<12} {:<7} {}{task}",
             label(s),
             s["status"].as_str().unwrap_or("?"),
             s["agent"].as_str().unwrap_or("?"),

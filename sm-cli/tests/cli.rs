@@ -617,3 +617,54 @@ fn agent_commands_work_from_inside_an_agent_with_json_output() {
     let p = s.wait_prompts("lead", 2);
     assert!(p[1].starts_with("[sm] helper"), "{p:?}");
 }
+
+#[test]
+fn tasks_subagents_and_tool_use_are_shown() {
+    let s = Server::start();
+    std::fs::write(
+        s.work().join("report.sh"),
+        "sm task 'porting the parser'\n\
+         echo '{\"agent_id\":\"sub-1\",\"agent_type\":\"general-purpose\"}' | sm hook subagent-start\n\
+         echo '{\"agent_id\":\"sub-2\",\"agent_type\":\"Explore\"}' | sm hook subagent-start\n\
+         echo '{\"agent_id\":\"sub-1\",\"agent_type\":\"general-purpose\"}' | sm hook subagent-stop\n\
+         echo done > report.done\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "porter",
+        "--skip-permissions",
+        "[[bash sh report.sh]] [[write notes.txt hello]]",
+    ]);
+    s.until("the script", || {
+        s.work().join("report.done").exists().then_some(())
+    });
+    s.wait_status("porter", "idle");
+    assert!(
+        s.ok(&["all"]).contains("— porting the parser"),
+        "{}",
+        s.ok(&["all"])
+    );
+    assert_eq!(s.session("porter")["task"], "porting the parser");
+    let subs = s.json(&["subagents", "porter"]);
+    let subs = subs.as_array().unwrap();
+    assert_eq!(subs.len(), 2);
+    assert_eq!(
+        (subs[0]["agent_id"].as_str(), subs[0]["running"].as_bool()),
+        (Some("sub-1"), Some(false))
+    );
+    assert_eq!(
+        (subs[1]["agent_id"].as_str(), subs[1]["running"].as_bool()),
+        (Some("sub-2"), Some(true))
+    );
+    let out = s.until("the tool use in the output", || {
+        let out = s.ok(&["output", "porter", "--lines", "5"]);
+        out.contains("post Write").then_some(out)
+    });
+    assert!(out.contains("notes.txt"), "{out}");
+    s.ok(&["task", "", "--session", "porter"]);
+    assert!(s.session("porter")["task"].is_null());
+}

@@ -38,6 +38,99 @@ pub struct Config {
     pub fake_agent: FakeAgentConfig,
     /// Workspace locks.
     pub locks: LocksConfig,
+    /// Python session manager: how children report to their parents.
+    pub child_agents: ChildAgentsConfig,
+    /// Python session manager: message sending (`sm send`) settings.
+    pub sm_send: SmSendConfig,
+    /// Python session manager: accepted, not used (reported once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<serde_yaml_ng::Value>,
+    /// Python session manager: accepted, not used (reported once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<serde_yaml_ng::Value>,
+    /// Python session manager: accepted, not used (reported once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<serde_yaml_ng::Value>,
+}
+
+/// `child_agents.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ChildAgentsConfig {
+    /// Which child events are sent to the parent as messages.
+    pub notifications: ParentNotifications,
+    /// Accepted for compatibility; sm does not end idle children on its own (use `sm wait`
+    /// and `sm kill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_complete: Option<serde_yaml_ng::Value>,
+}
+
+/// `child_agents.notifications.*`: each true setting makes sm message a child's parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ParentNotifications {
+    /// When the child finishes a turn.
+    pub notify_parent_on_complete: bool,
+    /// When the child dies or errors.
+    pub notify_parent_on_error: bool,
+    /// When the child stays idle past `monitor.idle_timeout`.
+    pub notify_parent_on_idle: bool,
+}
+
+/// `sm_send.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmSendConfig {
+    /// The database; overrides `sm.db` in the state dir.
+    pub db_path: Option<PathBuf>,
+    /// Seconds text someone else left in an agent's input box holds delivery back before it
+    /// is cleared (and logged). Default 60.
+    pub input_stale_timeout: f64,
+    /// Milliseconds to pause after an interrupt settles, before an urgent message is typed.
+    pub urgent_delay_ms: u64,
+    /// Accepted for compatibility; sm is event-driven and does not poll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_poll_interval: Option<f64>,
+    /// Accepted for compatibility; sm submits one message per prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u64>,
+}
+
+impl Default for SmSendConfig {
+    fn default() -> Self {
+        SmSendConfig {
+            db_path: None,
+            input_stale_timeout: 60.0,
+            urgent_delay_ms: 0,
+            input_poll_interval: None,
+            max_batch_size: None,
+        }
+    }
+}
+
+/// `monitor.notify.*`: which events reach notifiers (all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifyConfig {
+    /// Errors (an agent died).
+    pub errors: bool,
+    /// Permission prompts and other questions.
+    pub permission_prompts: bool,
+    /// Finished turns.
+    pub completion: bool,
+    /// Idle timeouts.
+    pub idle: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            errors: true,
+            permission_prompts: true,
+            completion: true,
+            idle: true,
+        }
+    }
 }
 
 /// `locks.*`
@@ -113,6 +206,8 @@ pub struct PathsConfig {
     /// admin token. The file itself is never read or written. Default
     /// `$XDG_STATE_HOME/sm/state.json` (`~/.local/state/sm/state.json`).
     pub state_file: PathBuf,
+    /// Where the server also writes its log (`sm-server.log`), besides standard output.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for PathsConfig {
@@ -123,6 +218,7 @@ impl Default for PathsConfig {
             .unwrap_or_else(|| home_dir().join(".local/state"));
         PathsConfig {
             state_file: base.join("sm/state.json"),
+            log_dir: None,
         }
     }
 }
@@ -137,6 +233,8 @@ pub struct MonitorConfig {
     /// Seconds between screen checks in the fallback monitor (used only where a backend
     /// cannot report output events). Default 1.0.
     pub poll_interval: f64,
+    /// Which events notify.
+    pub notify: NotifyConfig,
 }
 
 impl Default for MonitorConfig {
@@ -144,6 +242,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             idle_timeout: 300.0,
             poll_interval: 1.0,
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -366,6 +465,9 @@ impl Config {
             config_error(location, message)
         })?;
         config.paths.state_file = expand_tilde(&config.paths.state_file);
+        config.paths.log_dir = config.paths.log_dir.as_deref().map(expand_tilde);
+        config.sm_send.db_path = config.sm_send.db_path.as_deref().map(expand_tilde);
+        let compat = compat_warnings(&value, text);
         let warnings = unknown
             .into_iter()
             .map(|key| {
@@ -374,6 +476,7 @@ impl Config {
                     .unwrap_or_default();
                 format!("unknown configuration key {key}{line} is ignored")
             })
+            .chain(compat)
             .collect();
         Ok(LoadedConfig {
             config,
@@ -466,6 +569,13 @@ impl Config {
                 "must be zero or a positive number of seconds",
             ));
         }
+        if !(self.sm_send.input_stale_timeout.is_finite() && self.sm_send.input_stale_timeout > 0.0)
+        {
+            return Err(bad(
+                "sm_send.input_stale_timeout",
+                "must be a positive number of seconds",
+            ));
+        }
         if self.delivery.max_message_bytes == 0 {
             return Err(bad("delivery.max_message_bytes", "must be at least 1"));
         }
@@ -488,9 +598,12 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    /// The SQLite database: `sm.db` in the state dir.
+    /// The SQLite database: `sm_send.db_path` when set, else `sm.db` in the state dir.
     pub fn database_path(&self) -> PathBuf {
-        self.state_dir().join("sm.db")
+        self.sm_send
+            .db_path
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("sm.db"))
     }
 
     /// The server's base URL as clients on this machine reach it.
@@ -506,6 +619,57 @@ impl Config {
             format!("http://{host}:{}", self.server.port)
         }
     }
+}
+
+/// Keys of the Python session manager's configuration that sm accepts but does not use,
+/// each with the reason, reported once when the file is loaded.
+const ACCEPTED_UNUSED: &[(&str, &str)] = &[
+    ("timeouts", "sm sets its own time limits"),
+    (
+        "email",
+        "sm has no e-mail notifier; use telegram or a webhook",
+    ),
+    ("services", "sm does not start other services"),
+    (
+        "child_agents.auto_complete",
+        "sm does not end idle children on its own; use sm wait and sm kill",
+    ),
+    (
+        "sm_send.input_poll_interval",
+        "sm is event-driven and does not poll",
+    ),
+    (
+        "sm_send.max_batch_size",
+        "sm submits one message per prompt",
+    ),
+];
+
+fn compat_warnings(value: &serde_yaml_ng::Value, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, why) in ACCEPTED_UNUSED {
+        let mut node = Some(value);
+        for part in key.split('.') {
+            node = node.and_then(|n| n.get(part));
+        }
+        let Some(node) = node else { continue };
+        let line = line_of_key(text, key)
+            .map(|n| format!(" (line {n})"))
+            .unwrap_or_default();
+        let keys = match node.as_mapping() {
+            Some(m) if !m.is_empty() => {
+                let names: Vec<String> = m
+                    .keys()
+                    .filter_map(|k| k.as_str().map(|k| format!("{key}.{k}")))
+                    .collect();
+                names.join(", ")
+            }
+            _ => key.to_string(),
+        };
+        out.push(format!(
+            "configuration key {keys}{line} is accepted for compatibility but not used: {why}"
+        ));
+    }
+    out
 }
 
 fn home_dir() -> PathBuf {
@@ -592,13 +756,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_with_their_line_not_dropped_silently() {
-        let text = "server:\n  port: 8420\n  colour: blue\nemail:\n  smtp: x\n";
+        let text = "server:\n  port: 8420\n  colour: blue\nmystery:\n  smtp: x\n";
         let loaded = Config::from_yaml(text, None).unwrap();
         assert_eq!(
             loaded.warnings,
             vec![
                 "unknown configuration key server.colour (line 3) is ignored".to_string(),
-                "unknown configuration key email (line 4) is ignored".to_string(),
+                "unknown configuration key mystery (line 4) is ignored".to_string(),
             ]
         );
     }
@@ -628,6 +792,82 @@ mod tests {
             .apply_env(|k| (k == "SM_SERVER_PORT").then(|| "nope".into()))
             .unwrap_err();
         assert!(err.to_string().contains("$SM_SERVER_PORT"), "{err}");
+    }
+
+    #[test]
+    fn a_full_python_session_manager_config_loads_with_mappings_and_warnings() {
+        let text = r#"
+server:
+  host: 127.0.0.1
+  port: 8420
+paths:
+  state_file: /tmp/claude-sessions/sessions.json
+  log_dir: ~/sm-logs
+monitor:
+  idle_timeout: 600
+  poll_interval: 2
+  notify:
+    errors: true
+    permission_prompts: true
+    completion: false
+    idle: false
+telegram:
+  token: "123:abc"
+  allowed_chat_ids: [1]
+claude:
+  command: /opt/claude/bin/claude
+  args: ["--verbose"]
+  default_model: sonnet
+child_agents:
+  notifications:
+    notify_parent_on_complete: true
+    notify_parent_on_error: true
+    notify_parent_on_idle: false
+  auto_complete:
+    enabled: true
+    idle_timeout: 900
+sm_send:
+  db_path: /tmp/claude-sessions/queue.db
+  input_poll_interval: 0.5
+  input_stale_timeout: 45
+  max_batch_size: 10
+  urgent_delay_ms: 250
+timeouts:
+  spawn: 30
+  response: 600
+email:
+  smtp_host: mail.example.com
+  to: me@example.com
+services:
+  dashboard: true
+"#;
+        let loaded = Config::from_yaml(text, None).unwrap();
+        let c = &loaded.config;
+        c.validate(None).unwrap();
+        assert_eq!(c.paths.log_dir, Some(home_dir().join("sm-logs")));
+        assert!(!c.monitor.notify.completion && c.monitor.notify.errors);
+        assert_eq!(c.claude.command, "/opt/claude/bin/claude");
+        assert_eq!(c.claude.default_model.as_deref(), Some("sonnet"));
+        assert!(c.child_agents.notifications.notify_parent_on_complete);
+        assert_eq!(
+            c.database_path(),
+            PathBuf::from("/tmp/claude-sessions/queue.db")
+        );
+        assert_eq!(c.sm_send.input_stale_timeout, 45.0);
+        assert_eq!(c.sm_send.urgent_delay_ms, 250);
+        let w = loaded.warnings.join("\n");
+        assert!(!w.contains("unknown"), "every key is known: {w}");
+        for key in [
+            "timeouts.spawn",
+            "email.smtp_host",
+            "services.dashboard",
+            "child_agents.auto_complete.enabled",
+            "sm_send.input_poll_interval",
+            "sm_send.max_batch_size",
+        ] {
+            assert!(w.contains(key), "{key} is reported: {w}");
+        }
+        assert_eq!(loaded.warnings.len(), 6, "once each: {w}");
     }
 
     #[test]

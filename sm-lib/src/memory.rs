@@ -147,6 +147,13 @@ impl MessageStore for MemoryStore {
         Ok(st.sessions[i].clone())
     }
 
+    async fn set_task(&self, id: &SessionId, task: Option<String>) -> Result<Session> {
+        let mut st = self.lock();
+        let i = st.session_index(id)?;
+        st.sessions[i].task = task;
+        Ok(st.sessions[i].clone())
+    }
+
     async fn delete_session(&self, id: &SessionId) -> Result<bool> {
         let mut st = self.lock();
         let Ok(i) = st.session_index(id) else {

@@ -70,6 +70,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// live session has the name (renaming a session to its own name is a no-op).
     async fn rename_session(&self, id: &SessionId, name: Option<SessionName>) -> Result<Session>;
 
+    /// Sets (or, with `None`, clears) what a session says it is working on and returns the
+    /// updated record.
+    ///
+    /// Errors: [`crate::Error::SessionNotFound`].
+    async fn set_task(&self, id: &SessionId, task: Option<String>) -> Result<Session>;
+
     /// Removes a session record and its messages. Only for sessions that are not live:
     /// a live session is refused with [`crate::Error::InvalidInput`]. Removing an unknown id
     /// returns `Ok(false)` (idempotent).

@@ -297,6 +297,9 @@ pub struct Session {
     pub working_dir: PathBuf,
     /// What it is doing.
     pub status: SessionStatus,
+    /// What it says it is working on (`sm task`).
+    #[serde(default)]
+    pub task: Option<String>,
     /// When it was registered.
     pub created_at: Timestamp,
     /// When its status last changed.
@@ -315,6 +318,7 @@ impl Session {
             model: None,
             working_dir,
             status: SessionStatus::Starting,
+            task: None,
             created_at: now,
             status_changed_at: now,
         }
@@ -682,6 +686,24 @@ pub enum EventKind {
         /// The target's last assistant message, when known.
         last_message: Option<String>,
     },
+    /// The agent used a tool (PreToolUse / PostToolUse hooks).
+    ToolUse {
+        /// The tool, e.g. `Write` or `Bash`.
+        tool: String,
+        /// `pre` (about to run) or `post` (ran).
+        phase: String,
+        /// What it acted on (a file path or a command), shortened.
+        target: Option<String>,
+    },
+    /// One of the agent's own subagents started or stopped (SubagentStart / SubagentStop).
+    Subagent {
+        /// The subagent's id.
+        agent_id: String,
+        /// Its type, e.g. `general-purpose`.
+        agent_type: Option<String>,
+        /// True at start, false at stop.
+        running: bool,
+    },
     /// sm holds back because a person (or the agent) left text in the input box.
     NeedsAttention {
         /// What is in the way.
@@ -712,6 +734,8 @@ impl EventKind {
             EventKind::TurnCompleted { .. } => "turn_completed",
             EventKind::WaitFired { .. } => "wait_fired",
             EventKind::NeedsAttention { .. } => "needs_attention",
+            EventKind::ToolUse { .. } => "tool_use",
+            EventKind::Subagent { .. } => "subagent",
             EventKind::Note { .. } => "note",
         }
     }

@@ -467,3 +467,49 @@ async fn text_left_in_the_box_blocks_delivery_until_stale_then_is_cleared_and_lo
         )
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn python_style_parent_notifications_and_notify_filters_apply() {
+    let s = sim(EngineConfig {
+        parent_notify: sm_lib::config::ParentNotifications {
+            notify_parent_on_complete: true,
+            ..Default::default()
+        },
+        notify: sm_lib::config::NotifyConfig {
+            completion: false,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    })
+    .await;
+    let em = s.spawn("em", None).await;
+    let child = s.spawn("child", Some(&em)).await;
+    s.engine
+        .send(
+            &Caller::Admin,
+            &child.id,
+            "work [[sleep 2]] [[reply all done]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(5)).await;
+    let told = s.backend.submitted(&em.id);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("child") && told[0].contains("all done"),
+        "{told:?}"
+    );
+    let completions = s
+        .notes
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| matches!(n.kind, NotificationKind::TurnCompleted { .. }))
+        .count();
+    assert_eq!(
+        completions, 0,
+        "monitor.notify.completion: false silences them"
+    );
+}

@@ -39,7 +39,7 @@ pub struct AppState {
     info(title = "sm", description = "Session manager for swarms of AI coding agents"),
     paths(
         health, me, list_sessions, spawn, get_session, kill, input, watch, clear, rename,
-        children, output, hook, list_locks, lock, unlock, auto_lock, events, event_stream
+        children, output, set_task, subagents, hook, list_locks, lock, unlock, auto_lock, events, event_stream
     ),
     modifiers(&BearerToken)
 )]
@@ -73,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/clear", post(clear))
         .route("/sessions/{id}/name", post(rename))
         .route("/sessions/{id}/children", get(children))
+        .route("/sessions/{id}/task", post(set_task))
+        .route("/sessions/{id}/subagents", get(subagents))
         .route("/sessions/{id}/output", get(output))
         .route("/hooks/{event}", post(hook))
         .route("/locks", get(list_locks).post(lock).delete(unlock))
@@ -435,6 +437,38 @@ async fn rename(
     Ok(Json(view(&state, s)))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TaskBody {
+    task: Option<String>,
+}
+
+#[utoipa::path(post, path = "/sessions/{id}/task", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = TaskBody, security(("token" = [])), responses((status = 200, body = SessionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_task(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<SessionView> {
+    let body: TaskBody = parse(&body)?;
+    let target = state.engine.resolve(&id).await?;
+    let s = state
+        .engine
+        .set_task(&caller, &target.id, body.task.as_deref())
+        .await?;
+    Ok(Json(view(&state, s)))
+}
+
+#[utoipa::path(get, path = "/sessions/{id}/subagents", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = Vec<sm_lib::engine::Subagent>), (status = 404, body = ErrorBody)))]
+async fn subagents(
+    State(state): State<AppState>,
+    Authed(_caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<sm_lib::engine::Subagent>> {
+    let target = state.engine.resolve(&id).await?;
+    Ok(Json(state.engine.subagents(&target.id).await?))
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 struct ChildrenQuery {
     #[serde(default)]
@@ -468,7 +502,10 @@ async fn output(
     let target = state.engine.resolve(&id).await?;
     let lines = q.lines.unwrap_or(50).clamp(1, 10_000);
     let output = state.engine.output(&target.id, lines).await?;
-    Ok(Json(json!({ "session": target.id, "lines": output })))
+    let tools = state.engine.recent_tools(&target.id, 10).await?;
+    Ok(Json(
+        json!({ "session": target.id, "lines": output, "recent_tools": tools }),
+    ))
 }
 
 #[utoipa::path(post, path = "/hooks/{event}", tag = "hooks", params(("event" = String, Path, description = "Hook event name, e.g. Stop")), request_body = serde_json::Value, security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -102,6 +102,10 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         server_url: Some(url.clone()),
         max_message_bytes: config.delivery.max_message_bytes,
         idle_timeout: config.monitor.idle_timeout(),
+        input_stale_timeout: Duration::from_secs_f64(config.sm_send.input_stale_timeout),
+        urgent_delay: Duration::from_millis(config.sm_send.urgent_delay_ms),
+        notify: config.monitor.notify,
+        parent_notify: config.child_agents.notifications,
         agent_env: Some(AgentEnv(Arc::new(move |id| {
             vec![("SM_TOKEN".to_string(), token_auth.agent_token(id))]
         }))),

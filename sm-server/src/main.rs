@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use sm_lib::Config;
+use tracing_subscriber::Layer;
 
 /// Run the sm server in the foreground.
 #[derive(Parser)]
@@ -17,15 +18,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SM_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
     let loaded = Config::load(args.config.as_deref())?;
+    init_logging(loaded.config.paths.log_dir.as_deref())?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -57,6 +52,43 @@ async fn main() -> anyhow::Result<()> {
     sm_server::serve(listener, state, shutdown_signal()).await?;
     let _ = std::fs::remove_file(&url_file);
     tracing::info!("sm server stopped; agents keep running");
+    Ok(())
+}
+
+/// Logs to standard output, and also to `<log_dir>/sm-server.log` when `paths.log_dir` is
+/// set. `SM_LOG` sets the level (default `info`).
+fn init_logging(log_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_env("SM_LOG").unwrap_or_else(|_| "info".into());
+    let stdout = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_filter(filter());
+    let file = match log_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create paths.log_dir {}", dir.display()))?;
+            let path = dir.join("sm-server.log");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_filter(filter()),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stdout)
+        .with(file)
+        .init();
     Ok(())
 }
 

@@ -235,7 +235,7 @@ fn blob_to_path(b: Vec<u8>) -> PathBuf {
 }
 
 const SESSION_COLUMNS: &str =
-    "id, name, parent, agent, model, working_dir, status, created_at, status_changed_at";
+    "id, name, parent, agent, model, working_dir, status, created_at, status_changed_at, task";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     let name: Option<String> = row.get("name")?;
@@ -257,6 +257,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         model: row.get("model")?,
         working_dir: blob_to_path(row.get("working_dir")?),
         status: parse_col(row, "status")?,
+        task: row.get("task")?,
         created_at: Timestamp(row.get("created_at")?),
         status_changed_at: Timestamp(row.get("status_changed_at")?),
     })
@@ -458,7 +459,7 @@ impl MessageStore for SqliteStore {
                 check_name_free(conn, name, &s.id)?;
             }
             conn.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     s.id.as_str(),
                     s.name.as_ref().map(|n| n.as_str()),
@@ -469,6 +470,7 @@ impl MessageStore for SqliteStore {
                     s.status.as_str(),
                     s.created_at.0,
                     s.status_changed_at.0,
+                    s.task,
                 ],
             )
             .map_err(sql_error("insert session"))?;
@@ -546,6 +548,20 @@ impl MessageStore for SqliteStore {
                 params![id.as_str(), name.as_ref().map(|n| n.as_str())],
             )
             .map_err(sql_error("rename session"))?;
+            require_session(conn, &id)
+        })
+        .await
+    }
+
+    async fn set_task(&self, id: &SessionId, task: Option<String>) -> Result<Session> {
+        let id = id.clone();
+        self.write(move |conn| {
+            require_session(conn, &id)?;
+            conn.execute(
+                "UPDATE sessions SET task = ?2 WHERE id = ?1",
+                params![id.as_str(), task],
+            )
+            .map_err(sql_error("set task"))?;
             require_session(conn, &id)
         })
         .await

@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX waits_target ON waits (target);
     ",
+    // 3: what each session says it is working on.
+    "ALTER TABLE sessions ADD COLUMN task TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -226,6 +226,86 @@ pub fn output_tail(
         for line in answer["lines"].as_array().into_iter().flatten() {
             println!("{}", line.as_str().unwrap_or(""));
         }
+        let tools = answer["recent_tools"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !tools.is_empty() {
+            println!("--- recent tool use ---");
+            for t in tools {
+                let k = &t["kind"];
+                println!(
+                    "{} {} {}",
+                    k["phase"].as_str().unwrap_or(""),
+                    k["tool"].as_str().unwrap_or("?"),
+                    k["target"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sm task "<what>" [--session S]`.
+pub fn task(
+    client: &Client,
+    task: &str,
+    session: Option<String>,
+    json_out: bool,
+) -> Result<(), CliError> {
+    let target = match session {
+        Some(s) => s,
+        None => me_required()?,
+    };
+    let value = if task.trim().is_empty() {
+        Value::Null
+    } else {
+        json!(task)
+    };
+    let updated = client.post(
+        &format!("/sessions/{}/task", enc(&target)),
+        &json!({ "task": value }),
+    )?;
+    if json_out {
+        output::json(&updated);
+    } else if updated["task"].is_null() {
+        println!("cleared the task of {}", output::label(&updated));
+    } else {
+        println!(
+            "{}: {}",
+            output::label(&updated),
+            updated["task"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// `sm subagents [session]`.
+pub fn subagents(client: &Client, target: Option<String>, json_out: bool) -> Result<(), CliError> {
+    let target = match target {
+        Some(t) => t,
+        None => me_required()?,
+    };
+    let list = client.get(&format!("/sessions/{}/subagents", enc(&target)))?;
+    if json_out {
+        output::json(&list);
+        return Ok(());
+    }
+    let items = list.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("(no subagents)");
+    }
+    for a in items {
+        println!(
+            "{:<24} {:<20} {}",
+            a["agent_id"].as_str().unwrap_or("?"),
+            a["agent_type"].as_str().unwrap_or("-"),
+            if a["running"] == true {
+                "running"
+            } else {
+                "done"
+            }
+        );
     }
     Ok(())
 }

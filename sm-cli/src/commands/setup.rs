@@ -34,6 +34,8 @@ const HOOKS: &[(&str, Option<&str>, &str)] = &[
     ("Notification", None, "hook notification"),
     ("SessionStart", None, "hook session-start"),
     ("SessionEnd", None, "hook session-end"),
+    ("SubagentStart", None, "hook subagent-start"),
+    ("SubagentStop", None, "hook subagent-stop"),
 ];
 
 /// Whether a hook command is one of sm's (any install path).

@@ -46,6 +46,7 @@ macro_rules! message_store_conformance {
             releasing_all_locks_of_a_holder_by_kind,
             event_log_keeps_append_order_and_filters,
             waits_are_kept_until_removed,
+            tasks_are_set_and_cleared,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -101,6 +102,7 @@ pub async fn registry_round_trips_every_field(store: Store) {
     s.model = Some("sonnet".into());
     s.agent = AgentKind::Claude;
     s.working_dir = PathBuf::from("/srv/repo with space/ünï");
+    s.task = Some("porting the parser ✓".into());
     store.insert_session(&s).await.expect("insert");
     assert_eq!(
         store.get_session(&s.id).await.expect("get"),
@@ -812,5 +814,24 @@ pub async fn waits_are_kept_until_removed(store: Store) {
         .add_wait(Some(&em.id), &SessionId::new_random(), deadline)
         .await
         .expect_err("unknown target");
+    assert!(matches!(err, Error::SessionNotFound(_)), "{err:?}");
+}
+
+/// A session's task is stored, cleared, and refused for unknown sessions.
+pub async fn tasks_are_set_and_cleared(store: Store) {
+    let s = registered(&store, None).await;
+    let updated = store
+        .set_task(&s.id, Some("writing tests".into()))
+        .await
+        .expect("set");
+    assert_eq!(updated.task.as_deref(), Some("writing tests"));
+    let fetched = store.get_session(&s.id).await.expect("get").expect("some");
+    assert_eq!(fetched.task.as_deref(), Some("writing tests"));
+    let cleared = store.set_task(&s.id, None).await.expect("clear");
+    assert_eq!(cleared.task, None);
+    let err = store
+        .set_task(&SessionId::new_random(), None)
+        .await
+        .expect_err("unknown");
     assert!(matches!(err, Error::SessionNotFound(_)), "{err:?}");
 }

@@ -285,6 +285,15 @@ impl Actor {
                 if idle_for >= self.inner().config.idle_timeout {
                     self.idle_notified = true;
                     if self.waits.is_empty() {
+                        self.tell_parent(
+                            self.inner().config.parent_notify.notify_parent_on_idle,
+                            format!(
+                                "[sm] child {} has been idle for {}s.",
+                                display_name(&self.session),
+                                idle_for.as_secs()
+                            ),
+                        )
+                        .await;
                         record(
                             self.inner(),
                             Some(&self.id),
@@ -386,10 +395,36 @@ impl Actor {
                 },
             )
             .await;
+            let summary = last_message
+                .as_deref()
+                .map(|m| format!(" Last message: {}", m.chars().take(300).collect::<String>()))
+                .unwrap_or_default();
+            self.tell_parent(
+                self.inner().config.parent_notify.notify_parent_on_complete,
+                format!(
+                    "[sm] child {} completed its turn.{summary}",
+                    display_name(&self.session)
+                ),
+            )
+            .await;
         }
         if let Some(m) = last_message {
             self.last_message = Some(m);
         }
+    }
+
+    /// Messages the parent about this child, when the configuration asks for it.
+    async fn tell_parent(&self, wanted: bool, text: String) {
+        let Some(parent) = self.session.parent.clone() else {
+            return;
+        };
+        if !wanted {
+            return;
+        }
+        let _ = self
+            .engine
+            .enqueue(None, &parent, text, DeliveryMode::Important)
+            .await;
     }
 
     async fn needs_input(&mut self, prompt: Option<String>, options: Vec<String>) {
@@ -446,8 +481,53 @@ impl Actor {
             "SessionStart" if self.status == SessionStatus::Starting => {
                 self.set_status(SessionStatus::Idle).await;
             }
-            "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "PostToolUseFailure"
-            | "SubagentStart" => self.turn_started().await,
+            "PreToolUse" | "PostToolUse" | "PostToolUseFailure" => {
+                let tool = field("tool_name").unwrap_or_else(|| "?".into());
+                let input = &event.payload["tool_input"];
+                let target = [
+                    "file_path",
+                    "notebook_path",
+                    "command",
+                    "path",
+                    "pattern",
+                    "url",
+                ]
+                .iter()
+                .find_map(|k| input.get(*k).and_then(|v| v.as_str()))
+                .map(|t| t.chars().take(200).collect::<String>());
+                let phase = if event.event == "PreToolUse" {
+                    "pre"
+                } else {
+                    "post"
+                };
+                record(
+                    self.inner(),
+                    Some(&self.id),
+                    EventKind::ToolUse {
+                        tool,
+                        phase: phase.into(),
+                        target,
+                    },
+                )
+                .await;
+                self.turn_started().await;
+            }
+            "SubagentStart" | "SubagentStop" => {
+                record(
+                    self.inner(),
+                    Some(&self.id),
+                    EventKind::Subagent {
+                        agent_id: field("agent_id").unwrap_or_else(|| "?".into()),
+                        agent_type: field("agent_type"),
+                        running: event.event == "SubagentStart",
+                    },
+                )
+                .await;
+                if event.event == "SubagentStart" {
+                    self.turn_started().await;
+                }
+            }
+            "UserPromptSubmit" => self.turn_started().await,
             "Notification" => {
                 let kind = field("notification_type").unwrap_or_default();
                 let message = field("message").unwrap_or_default();
@@ -893,6 +973,9 @@ impl Actor {
                     "could not empty the input box after an interrupt".into(),
                 ));
             }
+            if !config.urgent_delay.is_zero() {
+                tokio::time::sleep(config.urgent_delay).await;
+            }
             self.turn_seen_working = false;
         }
         match self.screen().await? {
@@ -1049,6 +1132,11 @@ impl Actor {
                 .await;
         }
         if final_status == SessionStatus::Dead && !self.killing {
+            self.tell_parent(
+                self.inner().config.parent_notify.notify_parent_on_error,
+                format!("[sm] child {} died: {reason}.", display_name(&self.session)),
+            )
+            .await;
             record(
                 self.inner(),
                 Some(&self.id),

@@ -78,6 +78,12 @@ pub struct EngineConfig {
     /// Text someone else left in an agent's input box blocks delivery until it is submitted
     /// or has sat unchanged this long; then it is cleared (and recorded in the event log).
     pub input_stale_timeout: Duration,
+    /// A pause after an interrupt settles, before an urgent message is typed.
+    pub urgent_delay: Duration,
+    /// Which events reach the notifier.
+    pub notify: crate::config::NotifyConfig,
+    /// Which child events are sent to the child's parent as messages.
+    pub parent_notify: crate::config::ParentNotifications,
     /// Terminal size for new agents.
     pub cols: u16,
     /// Terminal size for new agents.
@@ -95,6 +101,9 @@ impl Default for EngineConfig {
             settle_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             input_stale_timeout: Duration::from_secs(60),
+            urgent_delay: Duration::ZERO,
+            notify: crate::config::NotifyConfig::default(),
+            parent_notify: crate::config::ParentNotifications::default(),
             cols: 200,
             rows: 50,
         }
@@ -174,6 +183,22 @@ pub struct WaitResult {
     pub outcome: crate::types::WaitOutcome,
     /// The target's last assistant message, when known.
     pub last_message: Option<String>,
+}
+
+/// One of an agent's own subagents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Subagent {
+    /// Its id.
+    pub agent_id: String,
+    /// Its type.
+    pub agent_type: Option<String>,
+    /// Still running.
+    pub running: bool,
+    /// When it (last) started.
+    pub started_at: Timestamp,
+    /// When it stopped, if it did.
+    pub stopped_at: Option<Timestamp>,
 }
 
 /// What the engine publishes to subscribers ([`Engine::subscribe`]): every event it appends
@@ -802,6 +827,72 @@ impl Engine {
         self.inner.store.rename_session(target, name).await
     }
 
+    /// Records what a session says it is working on (`None` clears it). A session may set
+    /// its own task or a descendant's.
+    pub async fn set_task(
+        &self,
+        caller: &Caller,
+        target: &SessionId,
+        task: Option<&str>,
+    ) -> Result<Session> {
+        if caller.session() != Some(target) {
+            self.authorize(caller, target, "set the task of").await?;
+        }
+        let task = match task {
+            Some(t) => Some(sanitize_message(t, 500)?.replace('\n', " ")),
+            None => None,
+        };
+        self.inner.store.set_task(target, task).await
+    }
+
+    /// The agent's own subagents (Claude Code's, from its SubagentStart / SubagentStop
+    /// hooks), in start order.
+    pub async fn subagents(&self, id: &SessionId) -> Result<Vec<Subagent>> {
+        let mut list: Vec<Subagent> = Vec::new();
+        for event in self.inner.store.events(None, Some(id), 0).await? {
+            if let EventKind::Subagent {
+                agent_id,
+                agent_type,
+                running,
+            } = event.kind
+            {
+                match list.iter_mut().find(|s| s.agent_id == agent_id) {
+                    Some(s) => {
+                        s.running = running;
+                        if running {
+                            s.started_at = event.at;
+                        } else {
+                            s.stopped_at = Some(event.at);
+                        }
+                    }
+                    None => list.push(Subagent {
+                        agent_id,
+                        agent_type,
+                        running,
+                        started_at: event.at,
+                        stopped_at: (!running).then_some(event.at),
+                    }),
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// The agent's most recent tool uses, newest last.
+    pub async fn recent_tools(&self, id: &SessionId, limit: usize) -> Result<Vec<Event>> {
+        let mut tools: Vec<Event> = self
+            .inner
+            .store
+            .events(None, Some(id), 0)
+            .await?
+            .into_iter()
+            .filter(|e| matches!(e.kind, EventKind::ToolUse { .. }))
+            .collect();
+        let skip = tools.len().saturating_sub(limit);
+        tools.drain(..skip);
+        Ok(tools)
+    }
+
     // ----- locks -----
 
     /// Takes the lock on the caller's workspace (explicit, held until released or death).
@@ -1034,6 +1125,17 @@ pub(crate) async fn record(inner: &Inner, session: Option<&SessionId>, kind: Eve
 }
 
 pub(crate) fn notify(inner: &Inner, notification: Notification) {
+    let wanted = match &notification.kind {
+        crate::notifier::NotificationKind::TurnCompleted { .. } => inner.config.notify.completion,
+        crate::notifier::NotificationKind::Error { .. } => inner.config.notify.errors,
+        crate::notifier::NotificationKind::NeedsInput { .. } => {
+            inner.config.notify.permission_prompts
+        }
+        crate::notifier::NotificationKind::IdleTimeout { .. } => inner.config.notify.idle,
+    };
+    if !wanted {
+        return;
+    }
     if let Some(n) = inner.notifier.clone() {
         tokio::spawn(async move {
             if let Err(e) = n.notify(&notification).await {
