@@ -77,6 +77,14 @@ enum Command {
         /// Session id, id prefix or name.
         target: Option<String>,
     },
+    /// Summarise what a session is doing (claude -p with a small model, or a fallback).
+    What {
+        /// Session id, id prefix or name.
+        target: String,
+        /// Give the summariser more context.
+        #[arg(long)]
+        deep: bool,
+    },
     /// Show this session.
     Me,
     /// Show this session (same as `me`).
@@ -180,6 +188,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         Command::Kill { target } => sessions::kill(c, &target, json),
         Command::Name { name, session } => sessions::name(c, &name, session, json),
         Command::Me | Command::Who => sessions::me(c, json),
+        Command::What { target, deep } => sessions::what(c, &target, deep, json),
         Command::Task { task, session } => sessions::task(c, &task, session, json),
         Command::Subagents { target } => sessions::subagents(c, target, json),
         Command::Status => sessions::status(c, json),

@@ -47,6 +47,10 @@ impl Drop for Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with("claude:\n  command: sm-test-no-claude-here\n")
+    }
+
+    fn start_with(extra_config: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let socket = format!(
             "sm-cli-{}",
@@ -68,7 +72,7 @@ impl Server {
         }});
         std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
         let config = format!(
-            "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n",
+            "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{extra_config}",
             dir.path().display(),
             sibling("sm-fake-agent").display()
         );
@@ -667,4 +671,71 @@ fn tasks_subagents_and_tool_use_are_shown() {
     assert!(out.contains("notes.txt"), "{out}");
     s.ok(&["task", "", "--session", "porter"]);
     assert!(s.session("porter")["task"].is_null());
+}
+
+#[test]
+fn what_uses_the_summariser_and_says_when_it_falls_back() {
+    let s = Server::start();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "busy",
+        "--skip-permissions",
+        "[[write plan.md the plan]] [[reply wrote the plan]]",
+    ]);
+    s.until("the turn", || {
+        (s.find("busy").is_some_and(|b| b["status"] == "idle") && !s.prompts("busy").is_empty())
+            .then_some(())
+    });
+    s.until("the tool use", || {
+        s.ok(&["output", "busy"])
+            .contains("post Write")
+            .then_some(())
+    });
+    // No `claude` here: the configured command does not exist, so the fallback answers.
+    let answer = s.json(&["what", "busy"]);
+    assert_eq!(answer["source"], "fallback", "{answer}");
+    let summary = answer["summary"].as_str().unwrap();
+    assert!(summary.contains("busy is idle"), "{summary}");
+    assert!(
+        summary.contains("last message: wrote the plan"),
+        "{summary}"
+    );
+    assert!(summary.contains("last tool: Write"), "{summary}");
+    let human = s.ok(&["what", "busy"]);
+    assert!(human.contains("(fallback summary:"), "{human}");
+}
+
+#[test]
+fn what_returns_the_summarisers_answer_when_it_works() {
+    let scripts = tempfile::tempdir().unwrap();
+    let fake_claude = scripts.path().join("claude");
+    // Reads the context on stdin like `claude -p` and answers from it.
+    std::fs::write(
+        &fake_claude,
+        "#!/bin/sh\ncontext=$(cat)\ncase \"$context\" in *'plan.md'*) echo 'It is writing plan.md.';; *) echo 'Unclear.';; esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake_claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Server::start_with(&format!("claude:\n  command: {}\n", fake_claude.display()));
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "writer",
+        "--skip-permissions",
+        "[[write plan.md the plan]]",
+    ]);
+    s.until("the write on screen", || {
+        s.ok(&["output", "writer"])
+            .contains("plan.md")
+            .then_some(())
+    });
+    let answer = s.json(&["what", "writer", "--deep"]);
+    assert_eq!(answer["source"], "claude", "{answer}");
+    assert_eq!(answer["summary"], "It is writing plan.md.");
 }

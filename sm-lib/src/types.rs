@@ -652,6 +652,9 @@ pub enum EventKind {
     Hook {
         /// The hook's event name, e.g. `Stop`.
         event: String,
+        /// The agent's transcript file, as the hook reported it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transcript_path: Option<String>,
     },
     /// The agent waits for input (e.g. a permission prompt).
     NeedsInput {

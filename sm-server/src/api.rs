@@ -39,7 +39,7 @@ pub struct AppState {
     info(title = "sm", description = "Session manager for swarms of AI coding agents"),
     paths(
         health, me, list_sessions, spawn, get_session, kill, input, watch, clear, rename,
-        children, output, set_task, subagents, hook, list_locks, lock, unlock, auto_lock, events, event_stream
+        children, output, set_task, subagents, what, hook, list_locks, lock, unlock, auto_lock, events, event_stream
     ),
     modifiers(&BearerToken)
 )]
@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/children", get(children))
         .route("/sessions/{id}/task", post(set_task))
         .route("/sessions/{id}/subagents", get(subagents))
+        .route("/sessions/{id}/what", get(what))
         .route("/sessions/{id}/output", get(output))
         .route("/hooks/{event}", post(hook))
         .route("/locks", get(list_locks).post(lock).delete(unlock))
@@ -467,6 +468,24 @@ async fn subagents(
 ) -> ApiResult<Vec<sm_lib::engine::Subagent>> {
     let target = state.engine.resolve(&id).await?;
     Ok(Json(state.engine.subagents(&target.id).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct WhatQuery {
+    /// Give the summariser more context.
+    #[serde(default)]
+    deep: bool,
+}
+
+#[utoipa::path(get, path = "/sessions/{id}/what", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name"), WhatQuery), security(("token" = [])), responses((status = 200, body = sm_lib::engine::what::Summary), (status = 404, body = ErrorBody)))]
+async fn what(
+    State(state): State<AppState>,
+    Authed(_caller): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<WhatQuery>,
+) -> ApiResult<sm_lib::engine::what::Summary> {
+    let target = state.engine.resolve(&id).await?;
+    Ok(Json(state.engine.what(&target.id, q.deep).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -119,6 +119,10 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         .profile(Arc::new(ClaudeProfile {
             program: config.claude.command.clone(),
             extra_args: config.claude.args.clone(),
+        }))
+        .summariser(Arc::new(sm_lib::engine::what::ClaudeSummariser {
+            program: config.claude.command.clone(),
+            ..Default::default()
         }));
     if let Some(program) = fake_agent_program(config) {
         builder = builder.profile(Arc::new(FakeProfile {

@@ -309,3 +309,22 @@ pub fn subagents(client: &Client, target: Option<String>, json_out: bool) -> Res
     }
     Ok(())
 }
+
+/// `sm what <session> [--deep]`.
+pub fn what(client: &Client, target: &str, deep: bool, json_out: bool) -> Result<(), CliError> {
+    let answer = client.get(&format!("/sessions/{}/what?deep={deep}", enc(target)))?;
+    if json_out {
+        output::json(&answer);
+        return Ok(());
+    }
+    println!("{}", answer["summary"].as_str().unwrap_or(""));
+    if answer["source"] == "fallback" {
+        println!(
+            "(fallback summary: {})",
+            answer["fallback_reason"]
+                .as_str()
+                .unwrap_or("no summariser answered")
+        );
+    }
+    Ok(())
+}

@@ -757,6 +757,7 @@ pub async fn event_log_keeps_append_order_and_filters(store: Store) {
                 None,
                 EventKind::Hook {
                     event: "Stop".into(),
+                    transcript_path: Some("/tmp/t.jsonl".into()),
                 },
             )
             .await

@@ -462,11 +462,17 @@ impl Actor {
     // ----- hooks and screen -----
 
     async fn on_hook(&mut self, event: HookEvent) {
+        let transcript_path = event
+            .payload
+            .get("transcript_path")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         record(
             self.inner(),
             Some(&self.id),
             EventKind::Hook {
                 event: event.event.clone(),
+                transcript_path,
             },
         )
         .await;

@@ -12,6 +12,7 @@ mod actor;
 pub mod profile;
 pub mod sanitize;
 pub mod screen;
+pub mod what;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -212,6 +213,7 @@ pub(crate) struct Inner {
     notifier: Option<Arc<dyn Notifier>>,
     profiles: HashMap<AgentKind, Arc<dyn AgentProfile>>,
     config: EngineConfig,
+    summariser: Option<Arc<dyn what::Summariser>>,
     actors: Mutex<HashMap<SessionId, ActorHandle>>,
     events: broadcast::Sender<EngineEvent>,
     /// Signalled whenever a lock is released, so blocked auto-locks retry at once.
@@ -236,9 +238,17 @@ pub struct EngineBuilder {
     notifier: Option<Arc<dyn Notifier>>,
     profiles: HashMap<AgentKind, Arc<dyn AgentProfile>>,
     config: EngineConfig,
+    summariser: Option<Arc<dyn what::Summariser>>,
 }
 
 impl EngineBuilder {
+    /// Writes `what` summaries with `summariser` (default: `claude -p` with haiku; the
+    /// heuristic fallback is used whenever it fails).
+    pub fn summariser(mut self, summariser: Arc<dyn what::Summariser>) -> Self {
+        self.summariser = Some(summariser);
+        self
+    }
+
     /// Uses `policy` for workspace locks (default: [`crate::DefaultLockPolicy`]).
     pub fn lock_policy(mut self, policy: Arc<dyn LockPolicy>) -> Self {
         self.lock_policy = policy;
@@ -275,6 +285,7 @@ impl EngineBuilder {
                 notifier: self.notifier,
                 profiles: self.profiles,
                 config: self.config,
+                summariser: self.summariser,
                 actors: Mutex::new(HashMap::new()),
                 events,
                 lock_released: tokio::sync::Notify::new(),
@@ -309,6 +320,7 @@ impl Engine {
             notifier: None,
             profiles,
             config: EngineConfig::default(),
+            summariser: Some(Arc::new(what::ClaudeSummariser::default())),
         }
     }
 
@@ -876,6 +888,87 @@ impl Engine {
             }
         }
         Ok(list)
+    }
+
+    /// A short summary of what the agent is doing: from the summariser when it answers,
+    /// else a heuristic summary that says it is the fallback. `deep` gives the summariser
+    /// more context.
+    pub async fn what(&self, id: &SessionId, deep: bool) -> Result<what::Summary> {
+        let session = self
+            .inner
+            .store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
+        let events = self.inner.store.events(None, Some(id), 0).await?;
+        let mut last_message = None;
+        let mut last_tool = None;
+        let mut transcript = None;
+        for e in &events {
+            match &e.kind {
+                EventKind::TurnCompleted {
+                    last_message: Some(m),
+                } => last_message = Some(m.clone()),
+                EventKind::ToolUse { tool, target, .. } => {
+                    last_tool = Some(
+                        format!("{tool} {}", target.as_deref().unwrap_or(""))
+                            .trim()
+                            .to_string(),
+                    )
+                }
+                EventKind::Hook {
+                    transcript_path: Some(p),
+                    ..
+                } => transcript = Some(PathBuf::from(p)),
+                _ => {}
+            }
+        }
+        let lines = if deep { 200 } else { 60 };
+        let screen = self
+            .inner
+            .backend
+            .capture_tail(id, lines)
+            .await
+            .unwrap_or_default();
+        let transcript = match transcript {
+            Some(p) => {
+                let max = if deep { 40 } else { 10 };
+                tokio::task::spawn_blocking(move || what::transcript_tail(&p, max))
+                    .await
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let in_state_for =
+            Duration::from_millis((Timestamp::now().0 - session.status_changed_at.0).max(0) as u64);
+        let input = what::SummaryInput {
+            session,
+            screen,
+            transcript,
+            last_message,
+            last_tool,
+            in_state_for,
+            deep,
+        };
+        let attempt = match &self.inner.summariser {
+            Some(s) => s
+                .summarise(&input)
+                .await
+                .map(|text| (text, s.name().to_string())),
+            None => Err(Error::NotSupported("no summariser is configured".into())),
+        };
+        Ok(match attempt {
+            Ok((summary, source)) => what::Summary {
+                summary,
+                source,
+                fallback_reason: None,
+            },
+            Err(e) => what::Summary {
+                summary: what::fallback_summary(&input),
+                source: "fallback".into(),
+                fallback_reason: Some(e.to_string()),
+            },
+        })
     }
 
     /// The agent's most recent tool uses, newest last.

@@ -1,0 +1,212 @@
+//! `what`: a short summary of what an agent is doing, from its screen, transcript tail and
+//! event log. A [`Summariser`] writes it (by default `claude -p` with a small model); when
+//! that is unavailable or fails, a heuristic summary says what is known and that it is the
+//! fallback.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::types::Session;
+
+/// Everything a summariser gets.
+#[derive(Debug, Clone)]
+pub struct SummaryInput {
+    /// The session.
+    pub session: Session,
+    /// The end of its terminal.
+    pub screen: Vec<String>,
+    /// The end of its transcript (user and assistant messages), when known.
+    pub transcript: Vec<String>,
+    /// Its last assistant message, when known.
+    pub last_message: Option<String>,
+    /// Its last tool use (`Write /src/lib.rs`), when known.
+    pub last_tool: Option<String>,
+    /// How long it has been in its current status.
+    pub in_state_for: Duration,
+    /// More context was asked for.
+    pub deep: bool,
+}
+
+/// Writes a summary.
+#[async_trait]
+pub trait Summariser: Send + Sync + 'static {
+    /// A name for the answer's `source` (`claude`, …).
+    fn name(&self) -> &str;
+    /// A few sentences on what the agent is doing. Errors mean "use the fallback".
+    async fn summarise(&self, input: &SummaryInput) -> Result<String>;
+}
+
+/// A summary and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Summary {
+    /// The summary.
+    pub summary: String,
+    /// `claude` (or another summariser's name), or `fallback`.
+    pub source: String,
+    /// Why the fallback was used, when it was.
+    pub fallback_reason: Option<String>,
+}
+
+/// The heuristic summary used when no summariser answers.
+pub fn fallback_summary(input: &SummaryInput) -> String {
+    let s = &input.session;
+    let who = s
+        .name
+        .as_ref()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| s.id.to_string());
+    let mut parts = vec![format!(
+        "{who} is {} (for {}s)",
+        s.status,
+        input.in_state_for.as_secs()
+    )];
+    if let Some(task) = &s.task {
+        parts.push(format!("task: {task}"));
+    }
+    if let Some(tool) = &input.last_tool {
+        parts.push(format!("last tool: {tool}"));
+    }
+    if let Some(m) = &input.last_message {
+        let short: String = m.chars().take(200).collect();
+        parts.push(format!("last message: {short}"));
+    }
+    format!("{}.", parts.join("; "))
+}
+
+/// Runs `claude -p` (or another command taking the same arguments) with a small model over
+/// the screen and transcript tail, with a timeout.
+#[derive(Debug, Clone)]
+pub struct ClaudeSummariser {
+    /// The program (default `claude`).
+    pub program: String,
+    /// The model (default `haiku`).
+    pub model: String,
+    /// How long to wait for an answer.
+    pub timeout: Duration,
+}
+
+impl Default for ClaudeSummariser {
+    fn default() -> Self {
+        ClaudeSummariser {
+            program: "claude".into(),
+            model: "haiku".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[async_trait]
+impl Summariser for ClaudeSummariser {
+    fn name(&self) -> &str {
+        "claude"
+    }
+
+    async fn summarise(&self, input: &SummaryInput) -> Result<String> {
+        use tokio::io::AsyncWriteExt;
+        let mut context = String::new();
+        context.push_str(&format!(
+            "Agent: {} — status {} for {}s\n",
+            input
+                .session
+                .name
+                .as_ref()
+                .map(|n| n.as_str())
+                .unwrap_or("(unnamed)"),
+            input.session.status,
+            input.in_state_for.as_secs()
+        ));
+        if let Some(t) = &input.session.task {
+            context.push_str(&format!("Declared task: {t}\n"));
+        }
+        if !input.transcript.is_empty() {
+            context.push_str("\n--- transcript (most recent last) ---\n");
+            context.push_str(&input.transcript.join("\n"));
+        }
+        context.push_str("\n--- terminal (most recent last) ---\n");
+        context.push_str(&input.screen.join("\n"));
+        let instruction = if input.deep {
+            "Summarise in up to 6 sentences what this coding agent is doing, what it did last, \
+             and whether it is stuck or waiting for someone. Plain text."
+        } else {
+            "In one or two sentences: what is this coding agent doing right now? Plain text."
+        };
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(["-p", "--model", &self.model, instruction])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::NotSupported(format!("cannot run {}: {e}", self.program)))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(context.as_bytes()).await;
+        }
+        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                Error::NotSupported(format!(
+                    "{} did not answer within {:?}",
+                    self.program, self.timeout
+                ))
+            })?
+            .map_err(Error::Io)?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || text.is_empty() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::NotSupported(format!(
+                "{} failed ({}): {}",
+                self.program,
+                out.status,
+                err.lines().last().unwrap_or("no output")
+            )));
+        }
+        Ok(text)
+    }
+}
+
+/// The last `max` user/assistant text lines of a Claude Code transcript (JSON lines).
+pub fn transcript_tail(path: &Path, max: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    // Only the end matters; transcripts can be large.
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let role = v["message"]["role"]
+            .as_str()
+            .or(v["type"].as_str())
+            .unwrap_or("");
+        let content = &v["message"]["content"];
+        let body = match content {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => continue,
+        };
+        if !body.trim().is_empty() && (role == "user" || role == "assistant") {
+            lines.push(format!(
+                "{role}: {}",
+                body.chars().take(500).collect::<String>()
+            ));
+        }
+    }
+    let skip = lines.len().saturating_sub(max);
+    lines.drain(..skip);
+    lines
+}
