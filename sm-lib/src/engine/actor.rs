@@ -24,6 +24,9 @@ use crate::types::{
 const QUIET_BEFORE_IDLE: Duration = Duration::from_millis(300);
 /// Delay between output activity and the screen check it triggers (coalesces bursts).
 const SCREEN_CHECK_DELAY: Duration = Duration::from_millis(100);
+/// After a Stop hook, how long a working footer on screen is taken as a late render rather
+/// than a new turn.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
 /// How often a blocked delivery is retried when no output suggests a change.
 const BLOCKED_RETRY: Duration = Duration::from_secs(1);
 /// A message that could not be typed this many times fails (it is never typed twice, so
@@ -96,6 +99,12 @@ pub(crate) struct Actor {
     foreign_input: Option<(String, Instant)>,
     /// The last message sm submitted, to recognise it when an interrupt restores it.
     last_typed: Option<String>,
+    /// Text sm typed that had not shown up when it gave up waiting; if it appears later it
+    /// is sm's own and is cleared at once (the message was put back in the queue).
+    unlanded: Option<String>,
+    /// When the last Stop hook arrived: the screen may still show the working footer for a
+    /// moment after it.
+    stopped_at: Option<Instant>,
 }
 
 fn normalize(s: &str) -> String {
@@ -141,6 +150,8 @@ impl Actor {
             last_message: None,
             foreign_input: None,
             last_typed: None,
+            unlanded: None,
+            stopped_at: None,
         }
     }
 
@@ -485,7 +496,12 @@ impl Actor {
         };
         match event.event.as_str() {
             "SessionStart" if self.status == SessionStatus::Starting => {
-                self.set_status(SessionStatus::Idle).await;
+                // The hook fires before the TUI takes keys: let the screen confirm.
+                if self.profile.verifiable() {
+                    self.screen_check_at = Some(Instant::now() + SCREEN_CHECK_DELAY);
+                } else {
+                    self.set_status(SessionStatus::Idle).await;
+                }
             }
             "PreToolUse" | "PostToolUse" | "PostToolUseFailure" => {
                 let tool = field("tool_name").unwrap_or_else(|| "?".into());
@@ -548,6 +564,7 @@ impl Actor {
                 }
             }
             "Stop" => {
+                self.stopped_at = Some(Instant::now());
                 let last = field("last_assistant_message");
                 self.turn_ended(last, true).await;
             }
@@ -571,14 +588,27 @@ impl Actor {
         };
         match (self.status, state) {
             (SessionStatus::Starting, ScreenState::Ready { .. }) => {
-                self.set_status(SessionStatus::Idle).await;
+                // Keys sent the moment the prompt appears can be lost: ready once the
+                // screen has been quiet for a moment.
+                let quiet_for = self.last_activity.elapsed();
+                if quiet_for >= QUIET_BEFORE_IDLE {
+                    self.set_status(SessionStatus::Idle).await;
+                } else {
+                    self.screen_check_at = Some(Instant::now() + (QUIET_BEFORE_IDLE - quiet_for));
+                }
             }
             (SessionStatus::Starting, _) => {}
             (_, ScreenState::Permission { question, options }) => {
                 self.needs_input(Some(question), options).await;
             }
             (SessionStatus::Idle | SessionStatus::NeedsInput, ScreenState::Working { .. }) => {
-                self.turn_started().await;
+                // Right after a Stop hook the working footer may still be on screen.
+                let just_stopped = self.stopped_at.is_some_and(|t| t.elapsed() < STOP_GRACE);
+                if just_stopped {
+                    self.screen_check_at = Some(Instant::now() + SCREEN_CHECK_DELAY);
+                } else {
+                    self.turn_started().await;
+                }
             }
             (SessionStatus::Working, ScreenState::Working { .. }) => {
                 self.turn_seen_working = true;
@@ -605,9 +635,12 @@ impl Actor {
                         .await
                         .ok()
                         .and_then(|rows| {
-                            rows.iter()
-                                .rev()
-                                .find_map(|r| r.strip_prefix("⏺ ").map(str::to_string))
+                            rows.iter().rev().find_map(|r| {
+                                // The fake agent marks answers with ⏺, Claude Code with ●.
+                                r.strip_prefix("⏺ ")
+                                    .or_else(|| r.strip_prefix("● "))
+                                    .map(str::to_string)
+                            })
                         });
                     self.last_message = None;
                     self.turn_ended(last, false).await;
@@ -813,6 +846,14 @@ impl Actor {
                 self.foreign_input = None;
                 true
             }
+            // sm's own text that showed up late: it was never submitted and its message is
+            // queued again, so take it back.
+            ScreenState::Ready { input }
+                if self.unlanded.as_deref().is_some_and(|t| landed(&input, t)) =>
+            {
+                self.unlanded = None;
+                matches!(self.empty_input_box().await, Ok(true))
+            }
             // Text sm did not type (a person's, or a prompt restored by an interrupt): never
             // merge a message into it. Wait until it is submitted, or cleared once stale.
             ScreenState::Ready { input } => self.stale_input_cleared(input).await,
@@ -1003,6 +1044,7 @@ impl Actor {
             .await;
         if shown.is_none() {
             // Nothing was submitted; take back whatever landed and try again later.
+            self.unlanded = Some(message.text.clone());
             let _ = self.empty_input_box().await;
             return Ok(Attempt::Retry(
                 "the text did not appear in the input box".into(),
@@ -1255,13 +1297,17 @@ impl Actor {
             .capture_tail(&self.id, 500)
             .await
             .unwrap_or_default();
-        let echoed = tail
-            .iter()
-            .any(|l| l.starts_with('>') && !first_line.is_empty() && l.contains(first_line.trim()));
+        // A submitted prompt is echoed in the transcript: `> text` (the fake agent) or
+        // `❯ text` (Claude Code); the input box holding unsent text was handled above.
+        let echoed = tail.iter().any(|l| {
+            (l.starts_with('>') || l.starts_with('❯'))
+                && !first_line.trim().is_empty()
+                && l.contains(first_line.trim())
+        });
         if pasted {
             let paste_echo = tail
                 .iter()
-                .any(|l| l.starts_with('>') && l.contains("[Pasted text"));
+                .any(|l| (l.starts_with('>') || l.starts_with('❯')) && l.contains("[Pasted text"));
             if paste_echo {
                 return Attempt::Fail(
                     "its outcome is unknown after a restart; not retried to avoid a duplicate"

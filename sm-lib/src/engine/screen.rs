@@ -28,12 +28,6 @@ pub enum ScreenState {
 }
 
 const WORKING_MARKER: &str = "esc to interrupt";
-const FOOTER_MARKERS: [&str; 4] = [
-    "? for shortcuts",
-    "shift+tab to cycle",
-    "bypass permissions",
-    "accept edits",
-];
 
 fn is_rule(line: &str) -> bool {
     let t = line.trim();
@@ -72,24 +66,41 @@ pub fn read_screen(rows: &[String]) -> ScreenState {
     }
 }
 
-/// The input box's content: the `❯` line (not a numbered option) between two rules, above a
-/// footer hint.
+/// The input box's content: the `❯` line (not a numbered option) right under a rule, up
+/// to the next rule, near the bottom of the screen. The footer under it varies with the
+/// agent's mode and with what is typed (`? for shortcuts` disappears once there is text),
+/// so it is not relied on.
 fn input_box(rows: &[String]) -> Option<String> {
-    let footer = rows
+    let last_text = rows.iter().rposition(|r| !r.trim().is_empty())?;
+    let rules: Vec<usize> = rows
         .iter()
-        .rposition(|r| FOOTER_MARKERS.iter().any(|m| r.contains(m)))?;
-    let bottom_rule = rows[..footer].iter().rposition(|r| is_rule(r))?;
-    let top_rule = rows[..bottom_rule].iter().rposition(|r| is_rule(r))?;
-    let body = &rows[top_rule + 1..bottom_rule];
-    let first = body.first()?;
-    let rest = first.strip_prefix('❯')?;
-    let mut lines = vec![rest.strip_prefix(' ').unwrap_or(rest).to_string()];
-    lines.extend(
-        body[1..]
-            .iter()
-            .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string()),
-    );
-    Some(lines.join("\n").trim_end().to_string())
+        .enumerate()
+        .filter(|(_, r)| is_rule(r))
+        .map(|(i, _)| i)
+        .collect();
+    for pair in rules.windows(2).rev() {
+        let (top, bottom) = (pair[0], pair[1]);
+        // The box is the last thing on screen but for a short footer.
+        if last_text.saturating_sub(bottom) > 4 {
+            continue;
+        }
+        let body = &rows[top + 1..bottom];
+        let Some(first) = body.first() else { continue };
+        let Some(rest) = first.strip_prefix('❯') else {
+            continue;
+        };
+        if is_option(first).is_some() {
+            continue;
+        }
+        let mut lines = vec![rest.strip_prefix(' ').unwrap_or(rest).to_string()];
+        lines.extend(
+            body[1..]
+                .iter()
+                .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string()),
+        );
+        return Some(lines.join("\n").trim_end().to_string());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -148,6 +159,23 @@ mod tests {
                 ]
             }
         );
+    }
+
+    #[test]
+    fn claude_codes_footer_varies_and_is_not_needed() {
+        let s = rows(&format!(
+            "● hi\n{RULE}\n❯ child task [[reply child done]]\n{RULE}\n  ⏸ manual mode on"
+        ));
+        assert_eq!(
+            read_screen(&s),
+            ScreenState::Ready {
+                input: "child task [[reply child done]]".into()
+            }
+        );
+        let s = rows(&format!(
+            "{RULE}\n❯ \n{RULE}\n  ⏵⏵ auto mode on (shift+tab to cycle) · ← for agents"
+        ));
+        assert_eq!(read_screen(&s), ScreenState::Ready { input: "".into() });
     }
 
     #[test]

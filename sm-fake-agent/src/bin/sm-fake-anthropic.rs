@@ -1,0 +1,249 @@
+//! `sm-fake-anthropic`: a local stand-in for the Anthropic Messages API, so the real
+//! Claude Code CLI can run under sm with no network and no model.
+//!
+//! It answers `POST /v1/messages` (streaming SSE, or plain JSON when `stream` is false) from
+//! directives in the conversation's first user prompt that has any:
+//! `[[reply text]]` (the final answer), `[[write path content]]` (a Write tool call),
+//! `[[bash command]]` (a Bash tool call), `[[sleep N]]` (delay before answering). Each
+//! request answers the next step: the first tool call not yet answered by a `tool_result`,
+//! else the reply. Every other endpoint answers 404, which the CLI tolerates.
+//!
+//! Prints `listening on http://127.0.0.1:<port>` and serves until killed. `--port N` picks
+//! the port (default: any free one).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+enum Step {
+    Write { path: String, content: String },
+    Bash(String),
+}
+
+struct Script {
+    steps: Vec<Step>,
+    reply: Option<String>,
+    sleep: Duration,
+}
+
+fn directives(text: &str) -> Option<Script> {
+    let mut script = Script {
+        steps: Vec::new(),
+        reply: None,
+        sleep: Duration::ZERO,
+    };
+    let mut found = false;
+    let mut rest = text;
+    while let Some(start) = rest.find("[[") {
+        let Some(len) = rest[start + 2..].find("]]") else {
+            break;
+        };
+        let body = rest[start + 2..start + 2 + len].trim().to_string();
+        rest = &rest[start + 4 + len..];
+        let (word, arg) = body.split_once(char::is_whitespace).unwrap_or((&body, ""));
+        let arg = arg.trim();
+        found = true;
+        match word {
+            "reply" => script.reply = Some(arg.to_string()),
+            "sleep" => {
+                script.sleep += Duration::from_secs_f64(arg.parse::<f64>().unwrap_or(0.0).max(0.0))
+            }
+            "write" => {
+                let (path, content) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+                script.steps.push(Step::Write {
+                    path: path.to_string(),
+                    content: content.to_string(),
+                });
+            }
+            "bash" => script.steps.push(Step::Bash(arg.to_string())),
+            _ => {}
+        }
+    }
+    found.then_some(script)
+}
+
+/// The text of a message's content (string or blocks), without tool results.
+fn text_of(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn tool_results(messages: &[Value]) -> usize {
+    messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .filter(|b| b["type"] == "tool_result")
+        .count()
+}
+
+/// What to answer: a tool call, or final text.
+enum Answer {
+    Text(String),
+    Tool { name: &'static str, input: Value },
+}
+
+fn plan(request: &Value) -> (Answer, Duration) {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    // The turn starts at the last user message that is not only tool results.
+    let turn_start = messages
+        .iter()
+        .rposition(|m| m["role"] == "user" && !text_of(m).trim().is_empty());
+    let Some(start) = turn_start else {
+        return (Answer::Text("ok".into()), Duration::ZERO);
+    };
+    let prompt = text_of(&messages[start]);
+    let Some(script) = directives(&prompt) else {
+        let first = prompt
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return (
+            Answer::Text(format!(
+                "Done: {}",
+                first.chars().take(80).collect::<String>()
+            )),
+            Duration::ZERO,
+        );
+    };
+    let answered = tool_results(&messages[start..]);
+    let delay = if answered == 0 {
+        script.sleep
+    } else {
+        Duration::ZERO
+    };
+    let answer = match script.steps.get(answered) {
+        Some(Step::Write { path, content }) => Answer::Tool {
+            name: "Write",
+            input: json!({ "file_path": path, "content": content }),
+        },
+        Some(Step::Bash(command)) => Answer::Tool {
+            name: "Bash",
+            input: json!({ "command": command, "description": "scripted command" }),
+        },
+        None => Answer::Text(script.reply.unwrap_or_else(|| "Done.".into())),
+    };
+    (answer, delay)
+}
+
+fn sse(events: &[(&str, Value)]) -> String {
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+async fn messages(body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("claude-fake")
+        .to_string();
+    let (answer, delay) = plan(&request);
+    tokio::time::sleep(delay).await;
+    let id = format!("msg_{}", std::process::id());
+    let usage = json!({ "input_tokens": 10, "output_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 });
+    let (block, delta, stop_reason, full) = match &answer {
+        Answer::Text(text) => (
+            json!({ "type": "text", "text": "" }),
+            json!({ "type": "text_delta", "text": text }),
+            "end_turn",
+            json!({ "type": "text", "text": text }),
+        ),
+        Answer::Tool { name, input } => {
+            let tool_id = format!("toolu_{:x}", rand_id());
+            (
+                json!({ "type": "tool_use", "id": tool_id, "name": name, "input": {} }),
+                json!({ "type": "input_json_delta", "partial_json": input.to_string() }),
+                "tool_use",
+                json!({ "type": "tool_use", "id": tool_id, "name": name, "input": input }),
+            )
+        }
+    };
+    if request["stream"] != true {
+        let body = json!({
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [full], "stop_reason": stop_reason, "stop_sequence": null, "usage": usage,
+        });
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let body = sse(&[
+        (
+            "message_start",
+            json!({ "type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": usage } }),
+        ),
+        (
+            "content_block_start",
+            json!({ "type": "content_block_start", "index": 0, "content_block": block }),
+        ),
+        (
+            "content_block_delta",
+            json!({ "type": "content_block_delta", "index": 0, "delta": delta }),
+        ),
+        (
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": 0 }),
+        ),
+        (
+            "message_delta",
+            json!({ "type": "message_delta", "delta": { "stop_reason": stop_reason, "stop_sequence": null }, "usage": { "output_tokens": 10 } }),
+        ),
+        ("message_stop", json!({ "type": "message_stop" })),
+    ]);
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn rand_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let port = args
+        .iter()
+        .position(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let app = Router::new()
+        .route("/v1/messages", post(messages))
+        .fallback(|| async { StatusCode::NOT_FOUND });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
