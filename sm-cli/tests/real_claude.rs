@@ -295,6 +295,16 @@ impl Tier {
     }
 }
 
+fn event_list(t: &Tier) -> Vec<Value> {
+    let url = std::fs::read_to_string(t.dir.path().join("state/server.url")).unwrap();
+    let token = std::fs::read_to_string(t.dir.path().join("state/token")).unwrap();
+    let mut r = ureq::get(format!("{url}/events?limit=10000"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    r.body_mut().read_json::<Vec<Value>>().unwrap()
+}
+
 fn events(t: &Tier) -> String {
     let url = std::fs::read_to_string(t.dir.path().join("state/server.url")).unwrap();
     let token = std::fs::read_to_string(t.dir.path().join("state/token")).unwrap();
@@ -349,26 +359,36 @@ fn sm_drives_the_real_claude_code_cli() {
     t.ok(&["send", "c1", "first [[reply reply one]]"]);
     t.idle_with("c1", "● reply one");
 
-    t.ok(&["send", "c1", "busy [[sleep 3]] [[reply busy done]]"]);
+    let busy = t.json(&["send", "c1", "busy [[sleep 3]] [[reply busy done]]"])["id"].clone();
     t.until("c1 working", || t.status("c1") == "working");
-    t.ok(&["send", "c1", "later [[reply sequential done]]"]);
-    t.ok(&[
+    let sequential = t.json(&["send", "c1", "later [[reply sequential done]]"])["id"].clone();
+    let important = t.json(&[
         "send",
         "c1",
         "sooner [[reply important done]]",
         "--important",
-    ]);
+    ])["id"]
+        .clone();
     t.idle_with("c1", "● sequential done");
-    let screen = t.screen("c1");
-    let pos = |s: &str| {
-        screen
-            .rfind(s)
-            .unwrap_or_else(|| panic!("{s} missing:\n{screen}"))
+    // sm's order, from its event log: busy's turn ended (Stop) before the important message
+    // was typed, and the important one went ahead of the sequential one.
+    let log = event_list(&t);
+    let delivered = |id: &Value| {
+        log.iter()
+            .position(|e| e["kind"]["type"] == "message_delivered" && &e["kind"]["message"] == id)
+            .unwrap_or_else(|| panic!("message {id} was not delivered"))
     };
-    assert!(pos("● busy done") < pos("● important done"));
+    let (busy, important, sequential) = (
+        delivered(&busy),
+        delivered(&important),
+        delivered(&sequential),
+    );
+    assert!(busy < important && important < sequential, "delivery order");
     assert!(
-        pos("● important done") < pos("● sequential done"),
-        "important went first"
+        log[busy..important]
+            .iter()
+            .any(|e| e["kind"]["type"] == "hook" && e["kind"]["event"] == "Stop"),
+        "the important message waited for the busy turn to end"
     );
 
     // urgent interrupts a slow turn.

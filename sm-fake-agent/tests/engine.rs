@@ -968,3 +968,20 @@ async fn urgent_waits_for_a_person_typing_during_a_turn() {
     let p = h.wait_prompts(&w.id, 2).await;
     assert_eq!(p[1], "urgent thing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn urgent_to_an_idle_agent_is_typed_once() {
+    let h = Harness::new().await;
+    let w = h.spawn("w", None).await;
+    for i in 0..3 {
+        let text = format!("urgent {i}");
+        h.engine
+            .send(&Caller::Admin, &w.id, &text, DeliveryMode::Urgent)
+            .await
+            .unwrap();
+        h.wait_prompts(&w.id, i + 1).await;
+        h.settled(&w.id).await;
+    }
+    let msgs = h.messages(&w.id).await;
+    assert!(msgs.iter().all(|m| m.attempts == 1), "{msgs:#?}");
+}

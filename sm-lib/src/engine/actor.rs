@@ -32,8 +32,13 @@ const BLOCKED_RETRY: Duration = Duration::from_secs(1);
 /// A message that could not be typed this many times fails (it is never typed twice, so
 /// only attempts whose text did not land, or could not start, count).
 const MAX_ATTEMPTS: u32 = 5;
+/// The pause after Escape before any other key, so the agent does not read them as one
+/// Alt chord (both Claude Code and the fake agent wait ~50 ms for a lone Escape).
+const ESCAPE_GAP: Duration = Duration::from_millis(150);
+/// How long the first Enter gets to show on screen before it is pressed once more.
+const SUBMIT_PATIENCE: Duration = Duration::from_secs(2);
 /// How often the screen is read while verifying a delivery step.
-const VERIFY_POLL: Duration = Duration::from_millis(40);
+const VERIFY_POLL: Duration = Duration::from_millis(15);
 
 pub(crate) enum Command {
     /// Messages were queued.
@@ -986,11 +991,17 @@ impl Actor {
             self.key(Key::Enter).await?;
             return Ok(Attempt::Delivered);
         }
+        // Interrupt only a turn that is really running: the status says so (hooks) and the
+        // screen agrees. An Escape to an idle agent is at best wasted and can eat the next key.
         if message.mode == DeliveryMode::Urgent
+            && self.status == SessionStatus::Working
             && matches!(self.screen().await?, ScreenState::Working { .. })
         {
             // Interrupt once, then wait for the prompt: never two quick Escapes.
             self.key(Key::Escape).await?;
+            // A key that follows Escape too closely is read as an Alt chord and lost: give
+            // the agent a moment to take the Escape as a key of its own.
+            tokio::time::sleep(ESCAPE_GAP).await;
             let settled = self
                 .wait_for_screen(config.settle_timeout, |s| {
                     matches!(s, ScreenState::Ready { .. })
@@ -1043,6 +1054,8 @@ impl Actor {
             )
             .await;
         if shown.is_none() {
+            let seen = self.screen().await.ok();
+            tracing::info!(session = %self.id, screen = ?seen, "typed text did not show up");
             // Nothing was submitted; take back whatever landed and try again later.
             self.unlanded = Some(message.text.clone());
             let _ = self.empty_input_box().await;
@@ -1053,8 +1066,14 @@ impl Actor {
         self.last_typed = Some(message.text.clone());
         for press in 0..2 {
             self.key(Key::Enter).await?;
+            // An agent takes Enter in milliseconds; a lost Enter is pressed again soon.
+            let patience = if press == 0 {
+                config.verify_timeout.min(SUBMIT_PATIENCE)
+            } else {
+                config.verify_timeout
+            };
             let submitted = self
-                .wait_for_screen(config.verify_timeout, |s| match s {
+                .wait_for_screen(patience, |s| match s {
                     ScreenState::Ready { input } => !landed(input, &text),
                     ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
                     ScreenState::Other => false,

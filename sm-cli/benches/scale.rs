@@ -1,0 +1,409 @@
+//! Latency, idle cost and scale with a real server, tmux and fake agents whose hooks call
+//! the real `sm hook`. Run with
+//! `cargo build --release -p sm-server -p sm-fake-agent && cargo bench -p sm-cli --bench scale`
+//! (`SM_BENCH_AGENTS=200`, `SM_BENCH_IDLE_SECS=60` by default).
+//!
+//! - wake: the child's Stop hook starts (timestamped by a wrapper) → the waiting parent
+//!   has the wake message submitted (the fake agent's prompt log);
+//! - delivery: the HTTP send returns → the target has the message submitted, per mode, to
+//!   an idle target, and urgent to a busy one;
+//! - idle cost: CPU time of the server and the tmux server over the idle window with every
+//!   agent idle, and the server's RSS;
+//! - scale: spawning every agent, then one message round trip through each.
+#![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn sibling(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_sm")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: cargo build --release -p sm-server -p sm-fake-agent",
+        p.display()
+    );
+    p
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+struct Bench {
+    server: Child,
+    dir: tempfile::TempDir,
+    socket: String,
+    url: String,
+    admin: String,
+    agent: ureq::Agent,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.server.id().to_string()])
+            .status();
+        let _ = self.server.wait();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+impl Bench {
+    fn start() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        let sm = sibling("sm");
+        let stops = dir.path().join("stops");
+        // The Stop hook wrapper timestamps the moment the hook starts.
+        let stop_cmd = format!(
+            "sh -c 'echo \"$SM_SESSION_ID $(date +%s%N)\" >> {}; exec {} hook stop'",
+            stops.display(),
+            sm.display()
+        );
+        let hook = |cmd: String| json!([{ "hooks": [{ "type": "command", "command": cmd }] }]);
+        let settings = json!({ "hooks": {
+            "SessionStart": hook(format!("{} hook session-start", sm.display())),
+            "UserPromptSubmit": hook(format!("{} hook user-prompt-submit", sm.display())),
+            "Stop": hook(stop_cmd),
+        }});
+        std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
+        let socket = format!("sm-bench-{}", std::process::id());
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!(
+                "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nmonitor:\n  idle_timeout: 3600\n",
+                dir.path().display(),
+                sibling("sm-fake-agent").display()
+            ),
+        )
+        .unwrap();
+        let server = Command::new(sibling("sm-server"))
+            .arg("--config")
+            .arg(dir.path().join("config.yaml"))
+            .env("HOME", &home)
+            .env("SM_FAKE_AGENT_LOG", dir.path().join("prompts.jsonl"))
+            .env("SM_FAKE_STARTUP_MS", "100")
+            .env("SM_LOG", "info")
+            .env_remove("TMUX")
+            .stdout(
+                std::fs::File::create(std::env::temp_dir().join("sm-bench-server.log")).unwrap(),
+            )
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url_file = dir.path().join("state/server.url");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !url_file.exists() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let url = std::fs::read_to_string(&url_file).unwrap();
+        let admin = std::fs::read_to_string(dir.path().join("state/token")).unwrap();
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Bench {
+            server,
+            dir,
+            socket,
+            url,
+            admin,
+            agent,
+        }
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> Value {
+        let mut r = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body)
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {v}");
+        v
+    }
+
+    fn spawn(&self, name: &str) -> String {
+        let work = self.dir.path().join("work");
+        let s = self.post(
+            "/sessions",
+            &self.admin,
+            json!({ "agent": "fake", "name": name, "working_dir": work }),
+        );
+        s["id"].as_str().unwrap().to_string()
+    }
+
+    fn prompts(&self) -> Vec<(String, String, f64)> {
+        std::fs::read_to_string(self.dir.path().join("prompts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| {
+                (
+                    v["session_id"].as_str().unwrap_or("").to_string(),
+                    v["prompt"].as_str().unwrap_or("").to_string(),
+                    v["at_ms"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_prompt(&self, id: &str, needle: &str) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((_, _, at)) = self
+                .prompts()
+                .into_iter()
+                .find(|(s, p, _)| s == id && p.contains(needle))
+            {
+                return at;
+            }
+            assert!(Instant::now() < deadline, "{needle} never reached {id}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn status(&self, id: &str) -> String {
+        let mut r = self
+            .agent
+            .get(format!("{}/sessions/{id}", self.url))
+            .header("Authorization", format!("Bearer {}", self.admin))
+            .call()
+            .unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        v["status"].as_str().unwrap_or("").to_string()
+    }
+
+    fn wait_idle(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.status(id) != "idle" {
+            assert!(Instant::now() < deadline, "{id} never idle");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn report(label: &str, mut samples: Vec<f64>, target: Option<(f64, f64)>) {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    let (p50, p99) = (pct(0.5), pct(0.99));
+    let verdict = match target {
+        Some((t50, t99)) if p50 < t50 && p99 < t99 => format!("meets < {t50} / {t99} ms"),
+        Some((t50, t99)) => format!("MISSES < {t50} / {t99} ms"),
+        None => String::new(),
+    };
+    println!(
+        "{label:<34} p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  n={:<4} {verdict}",
+        samples.len()
+    );
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| {
+            v.split_whitespace()
+                .next()
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn tmux_server_pid(socket: &str) -> Option<u32> {
+    let out = Command::new("tmux")
+        .args(["-L", socket, "display-message", "-p", "#{pid}"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn main() {
+    let agents: usize = std::env::var("SM_BENCH_AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let idle_secs: u64 = std::env::var("SM_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let b = Bench::start();
+    let auth = sm_server::Auth::with_admin_token(b.admin.clone());
+    println!("sm scale benchmark: {agents} fake agents on tmux, release build");
+
+    // Wake latency: the parent waits on the child; the child's Stop hook → the parent has
+    // the wake message submitted.
+    let parent = b.spawn("parent");
+    let child = b.spawn("child");
+    let parent_token = auth.agent_token(&parent.parse().unwrap());
+    let mut wake = Vec::new();
+    for i in 0..30 {
+        b.wait_idle(&child);
+        b.wait_idle(&parent);
+        b.post(
+            &format!("/sessions/{child}/input"),
+            &b.admin,
+            json!({ "text": format!("task {i} [[reply r{i}]]") }),
+        );
+        b.post(
+            &format!("/sessions/{child}/watch"),
+            &parent_token,
+            json!({ "timeout_secs": 120 }),
+        );
+        let woke_at = b.wait_prompt(&parent, &format!("Last message: r{i}"));
+        let stops: Vec<f64> = std::fs::read_to_string(b.dir.path().join("stops"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(&child))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map(|ns| ns / 1e6)
+            .collect();
+        wake.push(woke_at - stops[i]);
+    }
+    report("wake (Stop hook → parent woken)", wake, Some((20.0, 100.0)));
+
+    // Delivery latency to an idle target, per mode; urgent to a busy one.
+    let target = b.spawn("target");
+    for mode in ["sequential", "important", "urgent"] {
+        let mut lat = Vec::new();
+        for i in 0..20 {
+            b.wait_idle(&target);
+            let text = format!("{mode} {i}");
+            let t0 = now_ms();
+            b.post(
+                &format!("/sessions/{target}/input"),
+                &b.admin,
+                json!({ "text": text, "mode": mode }),
+            );
+            lat.push(b.wait_prompt(&target, &text) - t0);
+        }
+        report(&format!("delivery, {mode}, idle target"), lat, None);
+    }
+    let mut lat = Vec::new();
+    for i in 0..10 {
+        b.wait_idle(&target);
+        b.post(
+            &format!("/sessions/{target}/input"),
+            &b.admin,
+            json!({ "text": format!("long {i} [[sleep 60]]") }),
+        );
+        while b.status(&target) != "working" {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let text = format!("interrupt {i}");
+        let t0 = now_ms();
+        b.post(
+            &format!("/sessions/{target}/input"),
+            &b.admin,
+            json!({ "text": text, "mode": "urgent" }),
+        );
+        lat.push(b.wait_prompt(&target, &text) - t0);
+    }
+    report("delivery, urgent, busy target", lat, None);
+
+    // Scale: spawn the rest concurrently, then one round trip through each.
+    let started = Instant::now();
+    let names: Vec<String> = (0..agents.saturating_sub(3))
+        .map(|i| format!("a{i}"))
+        .collect();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let chunks: Vec<_> = names
+            .chunks(names.len().div_ceil(16).max(1))
+            .map(|chunk| s.spawn(|| chunk.iter().map(|n| b.spawn(n)).collect::<Vec<_>>()))
+            .collect();
+        chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let spawn_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        b.post(
+            &format!("/sessions/{id}/input"),
+            &b.admin,
+            json!({ "text": format!("ping {i} [[reply pong {i}]]") }),
+        );
+    }
+    let mut failures = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !b
+            .prompts()
+            .iter()
+            .any(|(s, p, _)| s == id && p.starts_with(&format!("ping {i} ")))
+        {
+            if Instant::now() > deadline {
+                failures += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let round_secs = started.elapsed().as_secs_f64();
+    let total = ids.len() + 3;
+    println!(
+        "scale: spawned {} agents in {spawn_secs:.1} s ({:.0} ms each, 16 at a time); one message to each delivered in {round_secs:.1} s; {failures} failures",
+        ids.len(),
+        spawn_secs * 1000.0 / ids.len().max(1) as f64
+    );
+
+    // Idle cost with everyone idle.
+    for id in &ids {
+        b.wait_idle(id);
+    }
+    let server_pid = b.server.id();
+    let tmux_pid = tmux_server_pid(&b.socket).unwrap_or(0);
+    let (s0, t0) = (cpu_secs(server_pid), cpu_secs(tmux_pid));
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let (s1, t1) = (cpu_secs(server_pid), cpu_secs(tmux_pid));
+    let share = |d: f64| d / idle_secs as f64 * 100.0;
+    let cpu = share((s1 - s0) + (t1 - t0));
+    println!(
+        "idle cost: {total} idle agents, {idle_secs} s: server {:.2}% + tmux {:.2}% of one core = {cpu:.2}% ({})",
+        share(s1 - s0),
+        share(t1 - t0),
+        if cpu < 1.0 {
+            "meets < 1%"
+        } else {
+            "MISSES < 1%"
+        }
+    );
+    let rss = rss_mb(server_pid);
+    println!(
+        "server RSS with {total} sessions: {rss:.1} MB ({})",
+        if rss < 40.0 {
+            "meets < 40 MB"
+        } else {
+            "MISSES < 40 MB"
+        }
+    );
+}
