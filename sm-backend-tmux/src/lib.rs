@@ -240,6 +240,10 @@ impl TmuxBackend {
                 ("-g", "remain-on-exit", "off"),
                 ("-s", "exit-empty", "off"),
                 ("-s", "escape-time", "10"),
+                // No periodic status-line redraws: with hundreds of windows they are the
+                // main cost of an idle tmux server.
+                ("-g", "status-interval", "0"),
+                ("-g", "monitor-activity", "off"),
             ] {
                 self.tmux(&["set-option", scope, option, value]).await?;
             }

@@ -94,6 +94,9 @@ impl Bench {
             .env("HOME", &home)
             .env("SM_FAKE_AGENT_LOG", dir.path().join("prompts.jsonl"))
             .env("SM_FAKE_STARTUP_MS", "100")
+            // Quiet agents: the fake agent's own 60 s idle notification would redraw every
+            // screen inside the idle window and measure the agents, not sm.
+            .env("SM_FAKE_IDLE_NOTIFY_MS", "86400000")
             .env("SM_LOG", "info")
             .env_remove("TMUX")
             .stdout(

@@ -120,6 +120,20 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         lines: usize,
     },
+    /// Start an agent in a directory (default: here) and attach to it.
+    New {
+        /// Working directory.
+        dir: Option<PathBuf>,
+        /// Agent kind: claude, fake, shell.
+        #[arg(long, default_value = "claude")]
+        agent: String,
+        /// A friendly name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only start it; print its id instead of attaching.
+        #[arg(long)]
+        no_attach: bool,
+    },
     /// Attach your terminal to a session (tmux backend).
     Attach {
         /// Session id, id prefix or name (default: mine).
@@ -205,6 +219,12 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         Command::Unlock => locks::unlock(c, json),
         Command::Output { target, lines } => sessions::output_tail(c, &target, lines, json),
         Command::Attach { target } => attach::attach(c, target),
+        Command::New {
+            dir,
+            agent,
+            name,
+            no_attach,
+        } => attach::new(c, dir, agent, name, no_attach, json),
         Command::Server
         | Command::Hook { .. }
         | Command::AutoLock

@@ -297,6 +297,10 @@ fn commands_print_for_humans_and_as_json_and_fail_clearly() {
             .contains("⏺ hi")
             .then_some(())
     });
+    let fresh = s.ok(&["new", "--agent", "fake", "--name", "fresh", "--no-attach"]);
+    assert_eq!(s.session("fresh")["id"], fresh.trim());
+    let completions = s.ok(&["completions", "bash"]);
+    assert!(completions.contains("sm"), "shell completions are printed");
     let renamed = s.json(&["name", "soloist", "--session", "solo"]);
     assert_eq!(renamed["name"], "soloist");
 
@@ -319,8 +323,15 @@ fn commands_print_for_humans_and_as_json_and_fail_clearly() {
 
     s.ok(&["kill", "soloist"]);
     let all = s.json(&["all"]);
-    assert_eq!(all[0]["status"], "dead");
-    let out = s.sm(&["send", all[0]["id"].as_str().unwrap(), "hi"]);
+    let dead = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "soloist")
+        .unwrap()
+        .clone();
+    assert_eq!(dead["status"], "dead");
+    let out = s.sm(&["send", dead["id"].as_str().unwrap(), "hi"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("dead"), "{}", stderr(&out));
 

@@ -49,3 +49,33 @@ pub fn server(config: Option<PathBuf>) -> Result<(), CliError> {
         server.display()
     )))
 }
+
+/// `sm new [dir]`: spawn an agent there and attach to it.
+pub fn new(
+    client: &Client,
+    dir: Option<PathBuf>,
+    agent: String,
+    name: Option<String>,
+    no_attach: bool,
+    json_out: bool,
+) -> Result<(), CliError> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?,
+    };
+    let dir = std::path::absolute(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    let session = client.post(
+        "/sessions",
+        &serde_json::json!({ "agent": agent, "name": name, "working_dir": dir }),
+    )?;
+    let id = session["id"].as_str().unwrap_or_default().to_string();
+    if no_attach {
+        if json_out {
+            crate::output::json(&session);
+        } else {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    attach(client, Some(id))
+}
