@@ -318,16 +318,9 @@ impl Actor {
                             },
                         )
                         .await;
-                        notify(
-                            self.inner(),
-                            Notification {
-                                session: self.id.clone(),
-                                name: self.session.name.clone(),
-                                kind: NotificationKind::IdleTimeout {
-                                    idle_secs: idle_for.as_secs(),
-                                },
-                            },
-                        );
+                        self.notify(NotificationKind::IdleTimeout {
+                            idle_secs: idle_for.as_secs(),
+                        });
                     }
                 }
             }
@@ -391,16 +384,9 @@ impl Actor {
             Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot release auto-locks"),
         }
         if from_hook || was_busy {
-            notify(
-                self.inner(),
-                Notification {
-                    session: self.id.clone(),
-                    name: self.session.name.clone(),
-                    kind: NotificationKind::TurnCompleted {
-                        last_message: last_message.clone(),
-                    },
-                },
-            );
+            self.notify(NotificationKind::TurnCompleted {
+                last_message: last_message.clone(),
+            });
         }
         if from_hook || was_busy {
             record(
@@ -427,6 +413,18 @@ impl Actor {
         if let Some(m) = last_message {
             self.last_message = Some(m);
         }
+    }
+
+    /// Tells the notifiers about this session.
+    fn notify(&self, kind: NotificationKind) {
+        notify(
+            self.inner(),
+            Notification {
+                session: self.id.clone(),
+                name: self.session.name.clone(),
+                kind,
+            },
+        );
     }
 
     /// Messages the parent about this child, when the configuration asks for it.
@@ -456,14 +454,7 @@ impl Actor {
             },
         )
         .await;
-        notify(
-            self.inner(),
-            Notification {
-                session: self.id.clone(),
-                name: self.session.name.clone(),
-                kind: NotificationKind::NeedsInput { prompt, options },
-            },
-        );
+        self.notify(NotificationKind::NeedsInput { prompt, options });
     }
 }
 
@@ -1212,14 +1203,7 @@ impl Actor {
                 },
             )
             .await;
-            notify(
-                self.inner(),
-                Notification {
-                    session: self.id.clone(),
-                    name: self.session.name.clone(),
-                    kind: NotificationKind::Error { message: reason },
-                },
-            );
+            self.notify(NotificationKind::Error { message: reason });
         }
     }
 

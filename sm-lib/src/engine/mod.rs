@@ -474,12 +474,7 @@ impl Engine {
             None => None,
         };
         if let Some(parent) = caller.session() {
-            let parent_session = self
-                .inner
-                .store
-                .get_session(parent)
-                .await?
-                .ok_or_else(|| Error::SessionNotFound(parent.to_string()))?;
+            let parent_session = self.session(parent).await?;
             if !parent_session.status.is_live() {
                 return Err(Error::InvalidInput(format!(
                     "session {parent} is {} and cannot spawn agents",
@@ -607,6 +602,28 @@ impl Engine {
         self.enqueue(caller.session(), target, text, mode).await
     }
 
+    /// The registered session `id`, or `SessionNotFound`.
+    async fn session(&self, id: &SessionId) -> Result<Session> {
+        self.inner
+            .store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| Error::SessionNotFound(id.to_string()))
+    }
+
+    /// The session `id` if it is live; otherwise an error saying why `action` is impossible.
+    async fn live_session(&self, id: &SessionId, action: &str) -> Result<Session> {
+        let session = self.session(id).await?;
+        if !session.status.is_live() {
+            return Err(Error::InvalidInput(format!(
+                "session {} is {}: {action}",
+                display_name(&session),
+                session.status
+            )));
+        }
+        Ok(session)
+    }
+
     async fn enqueue(
         &self,
         sender: Option<&SessionId>,
@@ -614,19 +631,8 @@ impl Engine {
         text: String,
         mode: DeliveryMode,
     ) -> Result<Message> {
-        let session = self
-            .inner
-            .store
-            .get_session(target)
-            .await?
-            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
-        if !session.status.is_live() {
-            return Err(Error::InvalidInput(format!(
-                "session {} is {}: it cannot receive messages",
-                display_name(&session),
-                session.status
-            )));
-        }
+        self.live_session(target, "it cannot receive messages")
+            .await?;
         let message = self
             .inner
             .store
@@ -729,19 +735,8 @@ impl Engine {
         target: &SessionId,
         timeout: Duration,
     ) -> Result<crate::types::Wait> {
-        let session = self
-            .inner
-            .store
-            .get_session(target)
-            .await?
-            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
-        if !session.status.is_live() {
-            return Err(Error::InvalidInput(format!(
-                "session {} is {}: there is nothing to wait for",
-                display_name(&session),
-                session.status
-            )));
-        }
+        self.live_session(target, "there is nothing to wait for")
+            .await?;
         let deadline = Timestamp(Timestamp::now().0 + timeout.as_millis() as i64);
         let wait = self.inner.store.add_wait(waiter, target, deadline).await?;
         match lock_map(&self.inner.actors).get(target) {
@@ -894,12 +889,7 @@ impl Engine {
     /// else a heuristic summary that says it is the fallback. `deep` gives the summariser
     /// more context.
     pub async fn what(&self, id: &SessionId, deep: bool) -> Result<what::Summary> {
-        let session = self
-            .inner
-            .store
-            .get_session(id)
-            .await?
-            .ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
+        let session = self.session(id).await?;
         let events = self.inner.store.events(None, Some(id), 0).await?;
         let mut last_message = None;
         let mut last_tool = None;
@@ -990,12 +980,7 @@ impl Engine {
 
     /// Takes the lock on the caller's workspace (explicit, held until released or death).
     pub async fn lock(&self, holder: &SessionId, reason: &str) -> Result<Lock> {
-        let session = self
-            .inner
-            .store
-            .get_session(holder)
-            .await?
-            .ok_or_else(|| Error::SessionNotFound(holder.to_string()))?;
+        let session = self.session(holder).await?;
         let workspace = self.workspace_for(&session.working_dir).await?;
         let lock = self
             .inner
@@ -1031,12 +1016,7 @@ impl Engine {
     ///
     /// Errors: [`Error::LockConflict`] naming the holder and its reason once the wait is over.
     pub async fn auto_lock(&self, holder: &SessionId, file: &Path) -> Result<Lock> {
-        let session = self
-            .inner
-            .store
-            .get_session(holder)
-            .await?
-            .ok_or_else(|| Error::SessionNotFound(holder.to_string()))?;
+        let session = self.session(holder).await?;
         let file = if file.is_absolute() {
             file.to_path_buf()
         } else {
