@@ -750,3 +750,64 @@ fn what_returns_the_summarisers_answer_when_it_works() {
     assert_eq!(answer["source"], "claude", "{answer}");
     assert_eq!(answer["summary"], "It is writing plan.md.");
 }
+
+/// A local HTTP receiver that records the JSON bodies POSTed to it.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                sink.lock().unwrap().push(v);
+            }
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn webhooks_receive_notifications_and_a_dead_one_does_not_stop_them() {
+    let (url, got) = webhook_receiver();
+    let s = Server::start_with(&format!(
+        "claude:\n  command: sm-test-no-claude-here\nwebhook:\n  urls: [\"http://127.0.0.1:9/dead\", \"{url}\"]\n  timeout: 1\n  attempts: 2\n"
+    ));
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "notifier",
+        "job [[reply finished the job]]",
+    ]);
+    s.until("a turn_completed webhook", || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|v| v["type"] == "turn_completed")
+            .then_some(())
+    });
+    let all = got.lock().unwrap().clone();
+    let done = all.iter().find(|v| v["type"] == "turn_completed").unwrap();
+    assert_eq!(done["name"], "notifier");
+    assert_eq!(done["last_message"], "finished the job");
+    assert!(done["session"].as_str().unwrap().len() == 36);
+}

@@ -38,6 +38,8 @@ pub struct Config {
     pub fake_agent: FakeAgentConfig,
     /// Workspace locks.
     pub locks: LocksConfig,
+    /// Webhook notifications.
+    pub webhook: WebhookConfig,
     /// Python session manager: how children report to their parents.
     pub child_agents: ChildAgentsConfig,
     /// Python session manager: message sending (`sm send`) settings.
@@ -129,6 +131,28 @@ impl Default for NotifyConfig {
             permission_prompts: true,
             completion: true,
             idle: true,
+        }
+    }
+}
+
+/// `webhook.*`: every notification is POSTed as JSON to each URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookConfig {
+    /// Where to POST. None: no webhook.
+    pub urls: Vec<String>,
+    /// Seconds per attempt. Default 5.
+    pub timeout: f64,
+    /// Attempts per URL and notification. Default 3.
+    pub attempts: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            urls: Vec::new(),
+            timeout: 5.0,
+            attempts: 3,
         }
     }
 }
@@ -567,6 +591,20 @@ impl Config {
             return Err(bad(
                 "locks.auto_wait",
                 "must be zero or a positive number of seconds",
+            ));
+        }
+        if !(self.webhook.timeout.is_finite() && self.webhook.timeout > 0.0) {
+            return Err(bad(
+                "webhook.timeout",
+                "must be a positive number of seconds",
+            ));
+        }
+        if let Some(url) = self.webhook.urls.iter().find(|u| !u.starts_with("http://")) {
+            return Err(bad(
+                "webhook.urls",
+                &format!(
+                    "{url:?}: only http:// URLs are supported (for https, relay through a local http endpoint)"
+                ),
             ));
         }
         if !(self.sm_send.input_stale_timeout.is_finite() && self.sm_send.input_stale_timeout > 0.0)

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod webhook;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -124,6 +125,26 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
             program: config.claude.command.clone(),
             ..Default::default()
         }));
+    if !config.webhook.urls.is_empty() {
+        let timeout = Duration::from_secs_f64(config.webhook.timeout);
+        let attempts = config.webhook.attempts.max(1);
+        // One notifier per URL inside a fan-out: each runs on its own, so a slow or dead
+        // endpoint never holds back the others, and none ever holds back delivery.
+        let notifiers: Vec<Arc<dyn sm_lib::Notifier>> = config
+            .webhook
+            .urls
+            .iter()
+            .map(|url| {
+                Arc::new(webhook::WebhookNotifier::new(
+                    vec![url.clone()],
+                    timeout,
+                    attempts,
+                )) as Arc<dyn sm_lib::Notifier>
+            })
+            .collect();
+        let budget = timeout * attempts + Duration::from_secs(5);
+        builder = builder.notifier(Arc::new(sm_lib::FanoutNotifier::new(notifiers, budget)));
+    }
     if let Some(program) = fake_agent_program(config) {
         builder = builder.profile(Arc::new(FakeProfile {
             program,
