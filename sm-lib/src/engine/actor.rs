@@ -110,6 +110,8 @@ pub(crate) struct Actor {
     /// When the last Stop hook arrived: the screen may still show the working footer for a
     /// moment after it.
     stopped_at: Option<Instant>,
+    /// The last blocked delivery is worth retrying almost at once (a screen still settling).
+    retry_soon: bool,
 }
 
 fn normalize(s: &str) -> String {
@@ -157,6 +159,7 @@ impl Actor {
             last_typed: None,
             unlanded: None,
             stopped_at: None,
+            retry_soon: false,
         }
     }
 
@@ -183,7 +186,12 @@ impl Actor {
                     Outcome::Nothing => self.queue_dirty = false,
                     Outcome::Blocked => {
                         self.queue_dirty = false;
-                        self.retry_at = Some(Instant::now() + BLOCKED_RETRY);
+                        let wait = if std::mem::take(&mut self.retry_soon) {
+                            SCREEN_CHECK_DELAY / 4
+                        } else {
+                            BLOCKED_RETRY
+                        };
+                        self.retry_at = Some(Instant::now() + wait);
                     }
                 }
             }
@@ -854,6 +862,13 @@ impl Actor {
             // merge a message into it. Wait until it is submitted, or cleared once stale.
             ScreenState::Ready { input } => self.stale_input_cleared(input).await,
             ScreenState::Working { input } => {
+                // Just after a Stop hook, the terminal may not have drawn the finished turn
+                // yet: look again in a moment rather than take it for a new turn.
+                let just_stopped = self.stopped_at.is_some_and(|t| t.elapsed() < STOP_GRACE);
+                if self.status == SessionStatus::Idle && just_stopped {
+                    self.retry_soon = true;
+                    return false;
+                }
                 if self.status == SessionStatus::Idle {
                     self.turn_started().await;
                 }
