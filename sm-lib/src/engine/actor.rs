@@ -1004,6 +1004,7 @@ impl Actor {
             && matches!(self.screen().await?, ScreenState::Working { .. })
         {
             // Interrupt once, then wait for the prompt: never two quick Escapes.
+            tracing::debug!(session = %self.id, message = %message.id, "interrupting the running turn");
             self.key(Key::Escape).await?;
             // A key that follows Escape too closely is read as an Alt chord and lost: give
             // the agent a moment to take the Escape as a key of its own.
