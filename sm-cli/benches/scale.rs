@@ -97,7 +97,10 @@ impl Bench {
             // Quiet agents: the fake agent's own 60 s idle notification would redraw every
             // screen inside the idle window and measure the agents, not sm.
             .env("SM_FAKE_IDLE_NOTIFY_MS", "86400000")
-            .env("SM_LOG", "info")
+            .env(
+                "SM_LOG",
+                std::env::var("SM_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("TMUX")
             .stdout(
                 std::fs::File::create(std::env::temp_dir().join("sm-bench-server.log")).unwrap(),

@@ -342,6 +342,7 @@ impl Actor {
             return;
         }
         let from = self.status;
+        tracing::debug!(session = %self.id, %from, to = %status, "status");
         match self.inner().store.set_status(&self.id, status).await {
             Ok(updated) => self.session = updated,
             Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot store status"),
@@ -477,6 +478,7 @@ impl Actor {
     // ----- hooks and screen -----
 
     async fn on_hook(&mut self, event: HookEvent) {
+        tracing::debug!(session = %self.id, event = %event.event, "hook");
         let transcript_path = event
             .payload
             .get("transcript_path")
