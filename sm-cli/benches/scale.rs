@@ -195,6 +195,27 @@ impl Bench {
         v["status"].as_str().unwrap_or("").to_string()
     }
 
+    /// How many Stop hooks `id` has fired so far.
+    fn stops(&self, id: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("stops"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(id))
+            .count()
+    }
+
+    /// Waits until `id` has fired more than `before` Stop hooks and the server says idle:
+    /// the turn the last message started is over (the status alone can still be the idle
+    /// from before that message was verified as submitted).
+    fn wait_turn_over(&self, id: &str, before: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.stops(id) <= before {
+            assert!(Instant::now() < deadline, "{id}'s turn never ended");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.wait_idle(id);
+    }
+
     fn wait_idle(&self, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.status(id) != "idle" {
@@ -305,6 +326,7 @@ fn main() {
         let mut lat = Vec::new();
         for i in 0..20 {
             b.wait_idle(&target);
+            let before = b.stops(&target);
             let text = format!("{mode} {i}");
             let t0 = now_ms();
             b.post(
@@ -313,6 +335,7 @@ fn main() {
                 json!({ "text": text, "mode": mode }),
             );
             lat.push(b.wait_prompt(&target, &text) - t0);
+            b.wait_turn_over(&target, before);
         }
         report(&format!("delivery, {mode}, idle target"), lat, None);
     }

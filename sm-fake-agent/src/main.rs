@@ -127,7 +127,7 @@ impl Context {
             .append(true)
             .open(&self.transcript_path)
         {
-            let _ = writeln!(f, "{entry}");
+            let _ = f.write_all(format!("{entry}\n").as_bytes());
         }
     }
 }
@@ -640,7 +640,9 @@ impl App {
             .append(true)
             .open(path)
         {
-            let _ = writeln!(f, "{line}");
+            // One write per line: many agents append to one log, and O_APPEND keeps a single
+            // write whole, where `writeln!` may split it and interleave with others.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
 
