@@ -74,8 +74,8 @@ pub fn others(client: &Client, json_out: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `sm alone`: exit 0 when no other live session works in my workspace... simplified to
-/// my working directory: prints whether others are there.
+/// `sm alone`: whether any other live session works in my working directory (the caller
+/// exits 0 when alone, 1 when not).
 pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
     let me = client.get("/me")?;
     let dir = me["working_dir"].as_str().map(str::to_string);
