@@ -217,11 +217,23 @@ fn run_job(conn: &Connection, job: WriteJob) -> (bool, Finish) {
 
 // ----- row mapping -----
 
+/// A stored value that does not convert back into its domain type.
+fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
 fn parse_col<T: std::str::FromStr<Err = Error>>(row: &Row<'_>, idx: &str) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
-    text.parse().map_err(|e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    text.parse().map_err(conversion)
+}
+
+/// Like [`parse_col`] for a nullable column.
+fn parse_opt_col<T: std::str::FromStr<Err = Error>>(
+    row: &Row<'_>,
+    idx: &str,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| t.parse()).transpose().map_err(conversion)
 }
 
 fn path_to_blob(p: &Path) -> Vec<u8> {
@@ -238,21 +250,10 @@ const SESSION_COLUMNS: &str =
     "id, name, parent, agent, model, working_dir, status, created_at, status_changed_at, task";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
-    let name: Option<String> = row.get("name")?;
-    let parent: Option<String> = row.get("parent")?;
-    let conv = |e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    };
     Ok(Session {
         id: parse_col(row, "id")?,
-        name: name
-            .map(|n| n.parse::<SessionName>())
-            .transpose()
-            .map_err(conv)?,
-        parent: parent
-            .map(|p| p.parse::<SessionId>())
-            .transpose()
-            .map_err(conv)?,
+        name: parse_opt_col(row, "name")?,
+        parent: parse_opt_col(row, "parent")?,
         agent: parse_col(row, "agent")?,
         model: row.get("model")?,
         working_dir: blob_to_path(row.get("working_dir")?),
@@ -267,20 +268,10 @@ const MESSAGE_COLUMNS: &str =
     "id, target, sender, text, mode, state, attempts, reason, created_at, updated_at";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    let sender: Option<String> = row.get("sender")?;
     Ok(Message {
         id: MessageId(row.get("id")?),
         target: parse_col(row, "target")?,
-        sender: sender
-            .map(|s| s.parse::<SessionId>())
-            .transpose()
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
+        sender: parse_opt_col(row, "sender")?,
         text: row.get("text")?,
         mode: parse_col(row, "mode")?,
         state: parse_col(row, "state")?,
@@ -302,19 +293,9 @@ fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<Lock> {
 }
 
 fn wait_from_row(row: &Row<'_>) -> rusqlite::Result<Wait> {
-    let waiter: Option<String> = row.get("waiter")?;
     Ok(Wait {
         id: row.get("id")?,
-        waiter: waiter
-            .map(|s| s.parse::<SessionId>())
-            .transpose()
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
+        waiter: parse_opt_col(row, "waiter")?,
         target: parse_col(row, "target")?,
         deadline: Timestamp(row.get("deadline")?),
         created_at: Timestamp(row.get("created_at")?),
@@ -322,24 +303,12 @@ fn wait_from_row(row: &Row<'_>) -> rusqlite::Result<Wait> {
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
-    let session: Option<String> = row.get("session")?;
     let data: String = row.get("data")?;
-    let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let kind: EventKind = serde_json::from_str(&data).map_err(conversion)?;
     Ok(Event {
         id: EventId(row.get("id")?),
         at: Timestamp(row.get("at")?),
-        session: session
-            .map(|s| s.parse::<SessionId>())
-            .transpose()
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?,
+        session: parse_opt_col(row, "session")?,
         kind,
     })
 }
