@@ -59,11 +59,7 @@ pub fn new(
     no_attach: bool,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let dir = match dir {
-        Some(d) => d,
-        None => std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?,
-    };
-    let dir = std::path::absolute(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    let dir = super::absolute_dir(dir)?;
     let session = client.post(
         "/sessions",
         &serde_json::json!({ "agent": agent, "name": name, "working_dir": dir }),

@@ -139,10 +139,7 @@ pub struct ChildrenArgs {
 
 /// `sm children`.
 pub fn children(client: &Client, args: ChildrenArgs, json_out: bool) -> Result<(), CliError> {
-    let parent = match args.parent {
-        Some(p) => p,
-        None => me_required()?,
-    };
+    let parent = args.parent.map_or_else(me_required, Ok)?;
     let kids = client.get(&format!(
         "/sessions/{}/children?recursive={}",
         enc(&parent),
@@ -196,10 +193,7 @@ pub fn name(
     session: Option<String>,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let target = match session {
-        Some(s) => s,
-        None => me_required()?,
-    };
+    let target = session.map_or_else(me_required, Ok)?;
     let updated = client.post(
         &format!("/sessions/{}/name", enc(&target)),
         &json!({ "name": name }),
@@ -253,10 +247,7 @@ pub fn task(
     session: Option<String>,
     json_out: bool,
 ) -> Result<(), CliError> {
-    let target = match session {
-        Some(s) => s,
-        None => me_required()?,
-    };
+    let target = session.map_or_else(me_required, Ok)?;
     let value = if task.trim().is_empty() {
         Value::Null
     } else {
@@ -282,10 +273,7 @@ pub fn task(
 
 /// `sm subagents [session]`.
 pub fn subagents(client: &Client, target: Option<String>, json_out: bool) -> Result<(), CliError> {
-    let target = match target {
-        Some(t) => t,
-        None => me_required()?,
-    };
+    let target = target.map_or_else(me_required, Ok)?;
     let list = client.get(&format!("/sessions/{}/subagents", enc(&target)))?;
     if json_out {
         output::json(&list);

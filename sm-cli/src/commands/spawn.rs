@@ -34,11 +34,7 @@ pub struct Args {
 
 /// Runs `sm spawn`.
 pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> {
-    let dir = match args.dir {
-        Some(d) => d,
-        None => std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?,
-    };
-    let dir = std::path::absolute(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    let dir = super::absolute_dir(args.dir)?;
     let body = json!({
         "prompt": args.prompt,
         "name": args.name,
