@@ -130,6 +130,16 @@ fn landed(input: &str, text: &str) -> bool {
     !tail.is_empty() && normalize(input).ends_with(&tail)
 }
 
+/// Whether the screen shows that `text`, typed and followed by Enter, was taken: it left the
+/// input box, or the agent is working or asking something.
+fn submitted(state: &ScreenState, text: &str) -> bool {
+    match state {
+        ScreenState::Ready { input } => !landed(input, text),
+        ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
+        ScreenState::Other => false,
+    }
+}
+
 impl Actor {
     pub(crate) fn new(
         engine: Engine,
@@ -318,13 +328,9 @@ impl Actor {
                             ),
                         )
                         .await;
-                        record(
-                            self.inner(),
-                            Some(&self.id),
-                            EventKind::IdleTimeout {
-                                idle_secs: idle_for.as_secs(),
-                            },
-                        )
+                        self.record(EventKind::IdleTimeout {
+                            idle_secs: idle_for.as_secs(),
+                        })
                         .await;
                         self.notify(NotificationKind::IdleTimeout {
                             idle_secs: idle_for.as_secs(),
@@ -349,12 +355,8 @@ impl Actor {
         }
         self.status = status;
         let _ = self.status_tx.send(status);
-        record(
-            self.inner(),
-            Some(&self.id),
-            EventKind::StatusChanged { from, to: status },
-        )
-        .await;
+        self.record(EventKind::StatusChanged { from, to: status })
+            .await;
         match status {
             SessionStatus::Idle => {
                 self.idle_since = Some(Instant::now());
@@ -398,13 +400,9 @@ impl Actor {
             });
         }
         if from_hook || was_busy {
-            record(
-                self.inner(),
-                Some(&self.id),
-                EventKind::TurnCompleted {
-                    last_message: last_message.clone(),
-                },
-            )
+            self.record(EventKind::TurnCompleted {
+                last_message: last_message.clone(),
+            })
             .await;
             let summary = last_message
                 .as_deref()
@@ -422,6 +420,11 @@ impl Actor {
         if let Some(m) = last_message {
             self.last_message = Some(m);
         }
+    }
+
+    /// Appends an event about this session to the log (and publishes it).
+    async fn record(&self, kind: EventKind) {
+        record(self.inner(), Some(&self.id), kind).await;
     }
 
     /// Tells the notifiers about this session.
@@ -455,13 +458,9 @@ impl Actor {
             return;
         }
         self.set_status(SessionStatus::NeedsInput).await;
-        record(
-            self.inner(),
-            Some(&self.id),
-            EventKind::NeedsInput {
-                prompt: prompt.clone(),
-            },
-        )
+        self.record(EventKind::NeedsInput {
+            prompt: prompt.clone(),
+        })
         .await;
         self.notify(NotificationKind::NeedsInput { prompt, options });
     }
@@ -484,14 +483,10 @@ impl Actor {
             .get("transcript_path")
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        record(
-            self.inner(),
-            Some(&self.id),
-            EventKind::Hook {
-                event: event.event.clone(),
-                transcript_path,
-            },
-        )
+        self.record(EventKind::Hook {
+            event: event.event.clone(),
+            transcript_path,
+        })
         .await;
         let field = |k: &str| {
             event
@@ -528,28 +523,20 @@ impl Actor {
                 } else {
                     "post"
                 };
-                record(
-                    self.inner(),
-                    Some(&self.id),
-                    EventKind::ToolUse {
-                        tool,
-                        phase: phase.into(),
-                        target,
-                    },
-                )
+                self.record(EventKind::ToolUse {
+                    tool,
+                    phase: phase.into(),
+                    target,
+                })
                 .await;
                 self.turn_started().await;
             }
             "SubagentStart" | "SubagentStop" => {
-                record(
-                    self.inner(),
-                    Some(&self.id),
-                    EventKind::Subagent {
-                        agent_id: field("agent_id").unwrap_or_else(|| "?".into()),
-                        agent_type: field("agent_type"),
-                        running: event.event == "SubagentStart",
-                    },
-                )
+                self.record(EventKind::Subagent {
+                    agent_id: field("agent_id").unwrap_or_else(|| "?".into()),
+                    agent_type: field("agent_type"),
+                    running: event.event == "SubagentStart",
+                })
                 .await;
                 if event.event == "SubagentStart" {
                     self.turn_started().await;
@@ -690,17 +677,13 @@ impl Actor {
         if let Err(e) = self.inner().store.remove_wait(wait.id).await {
             tracing::warn!(error = %e, "cannot remove a wait");
         }
-        record(
-            self.inner(),
-            Some(&self.id),
-            EventKind::WaitFired {
-                wait: wait.id,
-                waiter: wait.waiter.clone(),
-                outcome,
-                text: text.clone(),
-                last_message: self.last_message.clone(),
-            },
-        )
+        self.record(EventKind::WaitFired {
+            wait: wait.id,
+            waiter: wait.waiter.clone(),
+            outcome,
+            text: text.clone(),
+            last_message: self.last_message.clone(),
+        })
         .await;
         if let Some(waiter) = &wait.waiter {
             if let Err(e) = self
@@ -774,13 +757,9 @@ impl Actor {
                 if let Err(e) = store.mark_delivered(message.id).await {
                     tracing::error!(message = %message.id, error = %e, "cannot mark delivered");
                 }
-                record(
-                    self.inner(),
-                    Some(&self.id),
-                    EventKind::MessageDelivered {
-                        message: message.id,
-                    },
-                )
+                self.record(EventKind::MessageDelivered {
+                    message: message.id,
+                })
                 .await;
                 self.screen_check_at = Some(Instant::now() + SCREEN_CHECK_DELAY);
                 Outcome::Progress
@@ -808,14 +787,10 @@ impl Actor {
         if let Err(e) = self.inner().store.mark_failed(message.id, reason).await {
             tracing::error!(message = %message.id, error = %e, "cannot mark failed");
         }
-        record(
-            self.inner(),
-            Some(&self.id),
-            EventKind::MessageFailed {
-                message: message.id,
-                reason: reason.to_string(),
-            },
-        )
+        self.record(EventKind::MessageFailed {
+            message: message.id,
+            reason: reason.to_string(),
+        })
         .await;
         self.tell_sender(message, reason).await;
     }
@@ -902,15 +877,11 @@ impl Actor {
         if changed {
             self.foreign_input = Some((text.to_string(), Instant::now()));
             let preview: String = text.chars().take(80).collect();
-            record(
-                self.inner(),
-                Some(&self.id),
-                EventKind::NeedsAttention {
-                    reason: format!(
-                        "the input box holds text sm did not type ({preview:?}); {consequence}"
-                    ),
-                },
-            )
+            self.record(EventKind::NeedsAttention {
+                reason: format!(
+                    "the input box holds text sm did not type ({preview:?}); {consequence}"
+                ),
+            })
             .await;
         }
     }
@@ -931,16 +902,12 @@ impl Actor {
         }
         match self.empty_input_box().await {
             Ok(true) => {
-                record(
-                    self.inner(),
-                    Some(&self.id),
-                    EventKind::Note {
-                        text: format!(
-                            "cleared text left unchanged in the input box for {}s: {text:?}",
-                            stale_after.as_secs()
-                        ),
-                    },
-                )
+                self.record(EventKind::Note {
+                    text: format!(
+                        "cleared text left unchanged in the input box for {}s: {text:?}",
+                        stale_after.as_secs()
+                    ),
+                })
                 .await;
                 self.foreign_input = None;
                 true
@@ -1081,14 +1048,10 @@ impl Actor {
             } else {
                 config.verify_timeout
             };
-            let submitted = self
-                .wait_for_screen(patience, |s| match s {
-                    ScreenState::Ready { input } => !landed(input, &text),
-                    ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
-                    ScreenState::Other => false,
-                })
+            let taken = self
+                .wait_for_screen(patience, |s| submitted(s, &text))
                 .await;
-            if submitted.is_some() {
+            if taken.is_some() {
                 return Ok(Attempt::Delivered);
             }
             tracing::info!(session = %self.id, press, "submit not seen; pressing Enter again");
@@ -1147,13 +1110,9 @@ impl Actor {
             return Err(Error::backend_msg("the agent did not confirm the clear"));
         }
         self.last_message = None;
-        record(
-            self.inner(),
-            Some(&self.id),
-            EventKind::Note {
-                text: "context cleared".into(),
-            },
-        )
+        self.record(EventKind::Note {
+            text: "context cleared".into(),
+        })
         .await;
         Ok(())
     }
@@ -1181,14 +1140,10 @@ impl Actor {
         {
             Ok(failed) => {
                 for m in failed {
-                    record(
-                        self.inner(),
-                        Some(&self.id),
-                        EventKind::MessageFailed {
-                            message: m.id,
-                            reason: reason.clone(),
-                        },
-                    )
+                    self.record(EventKind::MessageFailed {
+                        message: m.id,
+                        reason: reason.clone(),
+                    })
                     .await;
                     self.tell_sender(&m, &format!("session ended: {reason}"))
                         .await;
@@ -1213,13 +1168,9 @@ impl Actor {
                 format!("[sm] child {} died: {reason}.", display_name(&self.session)),
             )
             .await;
-            record(
-                self.inner(),
-                Some(&self.id),
-                EventKind::Error {
-                    message: reason.clone(),
-                },
-            )
+            self.record(EventKind::Error {
+                message: reason.clone(),
+            })
             .await;
             self.notify(NotificationKind::Error { message: reason });
         }
@@ -1242,13 +1193,9 @@ impl Actor {
             match outcome {
                 Attempt::Delivered => {
                     let _ = store.mark_delivered(message.id).await;
-                    record(
-                        self.inner(),
-                        Some(&self.id),
-                        EventKind::MessageDelivered {
-                            message: message.id,
-                        },
-                    )
+                    self.record(EventKind::MessageDelivered {
+                        message: message.id,
+                    })
                     .await;
                     self.turn_seen_working = true;
                 }
@@ -1289,10 +1236,8 @@ impl Actor {
                     }
                     let text = message.text.clone();
                     if self
-                        .wait_for_screen(self.inner().config.verify_timeout, |s| match s {
-                            ScreenState::Ready { input } => !landed(input, &text),
-                            ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
-                            ScreenState::Other => false,
+                        .wait_for_screen(self.inner().config.verify_timeout, |s| {
+                            submitted(s, &text)
                         })
                         .await
                         .is_some()
