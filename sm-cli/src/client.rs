@@ -10,8 +10,11 @@ use sm_lib::Config;
 /// Why a command failed; each maps to a documented exit code.
 #[derive(Debug)]
 pub enum CliError {
-    /// The server could not be reached (exit 3).
+    /// The server could not be reached (exit 3); the request was not sent.
     ServerDown(String),
+    /// The connection broke after the request was sent and before the answer came (exit 3):
+    /// the request may have taken effect.
+    Interrupted(String),
     /// The server refused the request (exit 1).
     Api {
         /// Stable error code.
@@ -31,7 +34,7 @@ impl CliError {
         match self {
             CliError::Api { .. } | CliError::No => 1,
             CliError::Usage(_) => 2,
-            CliError::ServerDown(_) => 3,
+            CliError::ServerDown(_) | CliError::Interrupted(_) => 3,
         }
     }
 }
@@ -43,6 +46,11 @@ impl std::fmt::Display for CliError {
                 f,
                 "the sm server is not running at {url}. Start it with `sm server` \
                  (or `cargo run --release -p sm-server`)"
+            ),
+            CliError::Interrupted(url) => write!(
+                f,
+                "the connection to the sm server at {url} broke before it answered; the \
+                 request may or may not have taken effect (check before repeating it)"
             ),
             CliError::Api { code, message, .. } => write!(f, "{message} [{code}]"),
             CliError::Usage(m) => f.write_str(m),
@@ -114,9 +122,13 @@ impl Client {
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Value, CliError> {
         let mut response = result.map_err(|e| match e {
-            ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 CliError::ServerDown(self.url.clone())
             }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                CliError::ServerDown(self.url.clone())
+            }
+            ureq::Error::Io(_) => CliError::Interrupted(self.url.clone()),
             ureq::Error::Timeout(_) => {
                 CliError::Usage(format!("the server at {} did not answer in time", self.url))
             }
@@ -126,7 +138,7 @@ impl Client {
         let text = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| CliError::Usage(format!("cannot read the server's answer: {e}")))?;
+            .map_err(|_| CliError::Interrupted(self.url.clone()))?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if (200..300).contains(&status) {
             return Ok(value);

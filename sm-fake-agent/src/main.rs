@@ -673,6 +673,7 @@ impl App {
         }
         self.ctx.append_transcript(json!({
             "type": "user",
+            "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             "sessionId": self.ctx.session_id,
             "message": { "role": "user", "content": prompt },
         }));

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = loaded.config;
     let addr = format!("{}:{}", config.server.host, config.server.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
+    let listener = bind(&addr).await.with_context(|| {
         format!("cannot listen on {addr} (is another sm server running? set server.port or $SM_SERVER_PORT)")
     })?;
     let local = listener.local_addr()?;
@@ -53,6 +53,24 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&url_file);
     tracing::info!("sm server stopped; agents keep running");
     Ok(())
+}
+
+/// Binds the listening socket. Right after a crash the kernel can refuse the port for a
+/// moment (connections of the dead process still closing), so "address in use" is retried
+/// for up to three seconds before it counts.
+async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Logs to standard output, and also to `<log_dir>/sm-server.log` when `paths.log_dir` is

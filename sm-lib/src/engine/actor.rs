@@ -177,7 +177,11 @@ impl Actor {
         &self.engine.inner
     }
 
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        first: Option<Command>,
+    ) {
         match self.inner().store.list_waits(Some(&self.id)).await {
             Ok(waits) => {
                 for w in waits {
@@ -189,7 +193,11 @@ impl Actor {
         if self.status == SessionStatus::Idle {
             self.idle_since = Some(Instant::now());
         }
-        loop {
+        let mut running = match first {
+            Some(command) => self.handle(command).await,
+            None => true,
+        };
+        while running {
             if self.queue_dirty {
                 match self.deliver_next().await {
                     Outcome::Progress => continue,
@@ -215,9 +223,7 @@ impl Actor {
                 }
             };
             let Some(command) = command else { break };
-            if !self.handle(command).await {
-                break;
-            }
+            running = self.handle(command).await;
         }
         self.engine.actor_finished(&self.id);
     }
@@ -1223,6 +1229,23 @@ impl Actor {
         self.queue_dirty = true;
     }
 
+    /// The agent's transcript file, as its last hook named it.
+    async fn transcript_path(&self) -> Option<std::path::PathBuf> {
+        let events = self
+            .inner()
+            .store
+            .events(None, Some(&self.id), 0)
+            .await
+            .ok()?;
+        events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Hook {
+                transcript_path: Some(p),
+                ..
+            } => Some(std::path::PathBuf::from(p)),
+            _ => None,
+        })
+    }
+
     async fn settle_interrupted(&mut self, message: &Message) -> Attempt {
         let Ok(state) = self.screen().await else {
             return Attempt::Retry("could not read the screen after a restart".into());
@@ -1248,6 +1271,25 @@ impl Actor {
                 return Attempt::Fail("could not submit a message typed before a restart".into());
             }
         }
+        // The agent's transcript says for certain whether the prompt was submitted after it
+        // was claimed (pastes included); the screen is the fallback when there is none.
+        if let Some(path) = self.transcript_path().await {
+            let text = message.text.clone();
+            let since = message.updated_at.0 - 1000;
+            let found = tokio::task::spawn_blocking(move || {
+                super::what::transcript_has_prompt(&path, &text, since)
+            })
+            .await
+            .ok()
+            .flatten();
+            match found {
+                Some(true) => return Attempt::Delivered,
+                Some(false) => {
+                    return Attempt::Retry("it never reached the agent before the restart".into());
+                }
+                None => {}
+            }
+        }
         let pasted = message.text.contains('\n') || message.text.chars().count() > 800;
         let first_line: String = message
             .text
@@ -1265,10 +1307,12 @@ impl Actor {
             .unwrap_or_default();
         // A submitted prompt is echoed in the transcript: `> text` (the fake agent) or
         // `❯ text` (Claude Code); the input box holding unsent text was handled above.
+        // The screen shows tabs as spaces and may re-space text: compare without whitespace.
+        let first_line = normalize(&first_line);
         let echoed = tail.iter().any(|l| {
             (l.starts_with('>') || l.starts_with('❯'))
-                && !first_line.trim().is_empty()
-                && l.contains(first_line.trim())
+                && !first_line.is_empty()
+                && normalize(l).contains(&first_line)
         });
         if pasted {
             let paste_echo = tail

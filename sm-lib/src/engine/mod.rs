@@ -517,7 +517,7 @@ impl Engine {
         }
         spec.cols = self.inner.config.cols;
         spec.rows = self.inner.config.rows;
-        let handle = self.start_actor(session.clone(), profile.clone());
+        let handle = self.start_actor(session.clone(), profile.clone(), None);
         if let Err(e) = self.inner.backend.create(&spec).await {
             let _ = handle.commands.send(Command::Exited {
                 status: None,
@@ -1097,7 +1097,14 @@ impl Engine {
         record(&self.inner, session, kind).await;
     }
 
-    fn start_actor(&self, session: Session, profile: Arc<dyn AgentProfile>) -> ActorHandle {
+    /// Starts a session's actor. `first` runs before it looks at its queue (recovery must
+    /// settle messages caught mid-delivery before anything newer is claimed).
+    fn start_actor(
+        &self,
+        session: Session,
+        profile: Arc<dyn AgentProfile>,
+        first: Option<Command>,
+    ) -> ActorHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(session.status);
         let handle = ActorHandle {
@@ -1106,7 +1113,7 @@ impl Engine {
         };
         lock_map(&self.inner.actors).insert(session.id.clone(), handle.clone());
         let actor = Actor::new(self.clone(), session, profile, status_tx);
-        tokio::spawn(actor.run(rx));
+        tokio::spawn(actor.run(rx, first));
         handle
     }
 
@@ -1166,16 +1173,16 @@ impl Engine {
                     .await?;
                 continue;
             };
-            let handle = self.start_actor(session.clone(), profile);
-            if live.contains(&session.id) {
+            let first = if live.contains(&session.id) {
                 tracing::info!(session = %session.id, "re-adopted a running agent");
-                let _ = handle.commands.send(Command::Recover);
+                Command::Recover
             } else {
-                let _ = handle.commands.send(Command::Exited {
+                Command::Exited {
                     status: None,
                     reason: "the agent's terminal vanished while sm was down".into(),
-                });
-            }
+                }
+            };
+            self.start_actor(session.clone(), profile, Some(first));
         }
         Ok(())
     }

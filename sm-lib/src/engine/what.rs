@@ -210,3 +210,105 @@ pub fn transcript_tail(path: &Path, max: usize) -> Vec<String> {
     lines.drain(..skip);
     lines
 }
+
+/// Whether a Claude Code transcript (JSON lines) records `text` as a user prompt submitted
+/// at or after `since` (ms since the epoch). `None` when the transcript cannot be read or
+/// its entries carry no timestamps, so the caller must decide another way.
+///
+/// Whitespace is ignored in the comparison: the prompt went through a terminal.
+pub fn transcript_has_prompt(path: &Path, text: &str, since: i64) -> Option<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    // Recent prompts are at the end; a message can be up to a megabyte.
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4 * 1024 * 1024)));
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let wanted: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut dated = false;
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["type"] != "user" {
+            continue;
+        }
+        let Some(at) = v["timestamp"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        else {
+            continue;
+        };
+        dated = true;
+        let at_ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if at_ms < since {
+            continue;
+        }
+        let body = match &v["message"]["content"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => continue,
+        };
+        let got: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        if got == wanted {
+            return Some(true);
+        }
+    }
+    dated.then_some(false)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(at: &str, content: &str) -> String {
+        serde_json::json!({
+            "type": "user",
+            "timestamp": at,
+            "message": { "role": "user", "content": content },
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn restart_recovery_duplicated_a_message_with_tabs_because_the_screen_shows_spaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let since = humantime::parse_rfc3339("2026-01-01T10:00:00Z")
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        std::fs::write(
+            &path,
+            [
+                entry("2026-01-01T09:59:00.000Z", "continue"),
+                entry("2026-01-01T10:00:01.250Z", "tabs\tinside\ttext"),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            transcript_has_prompt(&path, "tabs inside  text", since),
+            Some(true)
+        );
+        // The same text before the claim does not count: an earlier "continue" must not make
+        // a new "continue" look delivered.
+        assert_eq!(transcript_has_prompt(&path, "continue", since), Some(false));
+        // No transcript, or one without timestamps: unknown.
+        assert_eq!(
+            transcript_has_prompt(&dir.path().join("none"), "x", since),
+            None
+        );
+        std::fs::write(&path, r#"{"type":"user","message":{"content":"x"}}"#).unwrap();
+        assert_eq!(transcript_has_prompt(&path, "x", since), None);
+    }
+}

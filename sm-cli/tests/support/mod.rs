@@ -1,0 +1,403 @@
+//! What the end-to-end tests share: a real `sm-server` (SQLite, its own tmux socket) in a
+//! temporary state dir, fake agents whose Claude Code hooks call the real `sm`, and helpers
+//! that poll a condition with a deadline.
+#![allow(clippy::unwrap_used, dead_code)] // tests fail loudly by design; not every test uses every helper
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sm"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A binary built beside `sm` (the server, the fake agent).
+pub fn sibling(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built; run the whole suite (cargo test --workspace --all-features)",
+        p.display()
+    );
+    p
+}
+
+/// How to start a [`Server`].
+#[derive(Default)]
+pub struct Options {
+    /// YAML appended to the generated configuration.
+    pub extra_config: String,
+    /// Listen on a fixed port (so agents' hooks still reach a restarted server).
+    pub fixed_port: bool,
+    /// Extra environment for the server (and so for its agents).
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: String,
+    options: Options,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with("claude:\n  command: sm-test-no-claude-here\n")
+    }
+
+    pub fn start_with(extra_config: &str) -> Server {
+        Self::start_opts(Options {
+            extra_config: extra_config.to_string(),
+            ..Options::default()
+        })
+    }
+
+    pub fn start_opts(options: Options) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = format!("sm-cli-{}-{}", std::process::id(), unique());
+        let sm = env!("CARGO_BIN_EXE_sm");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        let hook = |arg: &str| serde_json::json!([{ "hooks": [{ "type": "command", "command": format!("{sm} {arg}") }] }]);
+        let settings = serde_json::json!({ "hooks": {
+            "SessionStart": hook("hook session-start"),
+            "UserPromptSubmit": hook("hook user-prompt-submit"),
+            "Stop": hook("hook stop"),
+            "Notification": hook("hook notification"),
+            "SessionEnd": hook("hook session-end"),
+            "PostToolUse": hook("hook post-tool-use"),
+            "PreToolUse": [{ "matcher": "Write|Edit|MultiEdit|NotebookEdit", "hooks": [{ "type": "command", "command": format!("{sm} auto-lock") }] }],
+        }});
+        std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
+        let port = if options.fixed_port { free_port() } else { 0 };
+        let config = format!(
+            "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
+            dir.path().display(),
+            sibling("sm-fake-agent").display(),
+            options.extra_config,
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let child = Self::launch(dir.path(), &options);
+        let mut server = Server {
+            child,
+            dir,
+            socket,
+            options,
+            port,
+        };
+        server.wait_up();
+        server
+    }
+
+    fn launch(dir: &Path, options: &Options) -> Child {
+        let path = format!(
+            "{}:{}",
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(sibling("sm-server"));
+        cmd.arg("--config")
+            .arg(dir.join("config.yaml"))
+            .env("HOME", dir.join("home"))
+            .env("PATH", path)
+            .env("SM_FAKE_AGENT_LOG", dir.join("prompts.jsonl"))
+            .env("SM_LOG", "info")
+            .env_remove("SM_SESSION_ID")
+            .env_remove("TMUX")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    fn url_file(&self) -> PathBuf {
+        self.dir.path().join("state/server.url")
+    }
+
+    fn wait_up(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.url_file().exists() {
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .filter(|l| {
+                        !l.trim_start()
+                            .starts_with(|c: char| c.is_ascii_digit() && l.contains("::"))
+                    })
+                    .filter(|l| !l.trim_start().starts_with("at "))
+                    .take(30)
+                    .collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let sockets = Command::new("ss")
+                    .args(["-tanp"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                let port = format!(":{}", self.port);
+                let holders: Vec<&str> = sockets
+                    .lines()
+                    .filter(|l| l.contains(&port) && !l.starts_with("TIME-WAIT"))
+                    .collect();
+                panic!(
+                    "the server did not start (exit: {exited:?}); its log ends:\n{}\nsockets on {port}:\n{}",
+                    tail.join("\n"),
+                    holders.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The server's URL as recorded in its state dir.
+    pub fn url(&self) -> String {
+        std::fs::read_to_string(self.url_file())
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state/token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Kills the server with SIGKILL (no clean-up runs) and waits for it to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A killed server leaves its URL file behind; a restart writes it afresh.
+        let _ = std::fs::remove_file(self.url_file());
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same state dir, tmux socket and port.
+    pub fn restart(&mut self) {
+        assert!(
+            !matches!(self.child.try_wait(), Ok(None)),
+            "restart a stopped server"
+        );
+        self.child = Self::launch(self.dir.path(), &self.options);
+        self.wait_up();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the server logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// An `sm` command run as a human (admin token from the state dir).
+    pub fn sm_command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sm"));
+        cmd.env("SM_CONFIG", self.dir.path().join("config.yaml"))
+            .env_remove("SM_SESSION_ID")
+            .env_remove("CLAUDE_SESSION_MANAGER_ID")
+            .env_remove("SM_SERVER_URL")
+            .env_remove("SM_API_URL")
+            .env_remove("SM_TOKEN")
+            .current_dir(self.work());
+        cmd
+    }
+
+    /// Runs `sm` as a human.
+    pub fn sm(&self, args: &[&str]) -> Output {
+        self.sm_command().args(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.sm(args);
+        assert!(
+            out.status.success(),
+            "sm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    pub fn find(&self, name: &str) -> Option<Value> {
+        let all = self.json(&["all"]);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name && s["status"] != "dead")
+            .cloned()
+    }
+
+    pub fn session(&self, name: &str) -> Value {
+        self.find(name)
+            .unwrap_or_else(|| panic!("no session {name}"))
+    }
+
+    /// Every prompt the fake agents received, as `(session id, prompt)` in arrival order.
+    pub fn all_prompts(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.dir.path().join("prompts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("a prompt-log line is not JSON ({e}): {l:?}"));
+                (
+                    v["session_id"].as_str().unwrap_or_default().to_string(),
+                    v["prompt"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn prompts(&self, name: &str) -> Vec<String> {
+        let Some(session) = self.find(name) else {
+            return Vec::new();
+        };
+        let id = session["id"].as_str().unwrap().to_string();
+        self.all_prompts()
+            .into_iter()
+            .filter(|(s, _)| *s == id)
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    pub fn until<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        until(what, DEADLINE, f)
+    }
+
+    pub fn wait_prompts(&self, name: &str, n: usize) -> Vec<String> {
+        self.until(&format!("{n} prompts for {name}"), || {
+            let p = self.prompts(name);
+            (p.len() >= n).then_some(p)
+        })
+    }
+
+    pub fn wait_status(&self, name: &str, status: &str) {
+        self.until(&format!("{name} to be {status}"), || {
+            (self.session(name)["status"] == status).then_some(())
+        });
+    }
+
+    /// A raw HTTP request to the server; returns the status and the body as JSON (or a
+    /// string when it is not JSON).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(DEADLINE))
+            .build()
+            .into();
+        let url = format!("{}{path}", self.url());
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = token {
+            builder = builder.header("Authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            builder = builder.header("Content-Type", ct);
+        }
+        let request = builder.body(body.to_vec()).unwrap();
+        let mut response = agent
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `limit`.
+pub fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A number unique within this test process.
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    nanos % 100_000 * 1000 + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A loopback port that was free a moment ago, below Linux's ephemeral range: while a
+/// restarting server is down, a client's connect to an ephemeral-range port can connect to
+/// itself (source port = destination port) and hold the port.
+pub fn free_port() -> u16 {
+    (0..1000)
+        .map(|i| 20_000 + ((unique() + i * 7919) % 12_000) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
