@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::{StatusCode, request::Parts};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -88,6 +88,8 @@ pub fn router(state: AppState) -> Router {
             utoipa_swagger_ui::SwaggerUi::new("/docs")
                 .url("/openapi.json", <ApiDoc as utoipa::OpenApi>::openapi()),
         )
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
 }
 
 // ----- errors -----
@@ -183,6 +185,86 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     })
 }
 
+// ----- extractors with JSON errors -----
+
+/// axum's `Path`, answering a bad path segment with a JSON error like every other.
+struct Path<T>(T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
+    }
+}
+
+/// axum's `Query`, answering a bad query string with a JSON error like every other.
+struct Query<T>(T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::new(e.status(), "invalid_input", e.body_text()))
+    }
+}
+
+/// The raw body, answering one over the size limit with a JSON error like every other.
+struct Body(Bytes);
+
+impl<S> axum::extract::FromRequest<S> for Body
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "too_large"
+                } else {
+                    "invalid_body"
+                };
+                ApiError::new(e.status(), code, e.body_text())
+            })
+    }
+}
+
+/// Answers a request for a path that is not part of the API.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such route: {method} {} (see /docs)", uri.path()),
+    )
+}
+
+/// Answers a known path asked with the wrong method.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method} (see /docs)", uri.path()),
+    )
+}
+
 // ----- authentication -----
 
 /// The authenticated caller of a request.
@@ -208,9 +290,18 @@ impl FromRequestParts<AppState> for Authed {
         };
         let caller = state.auth.caller(token).ok_or_else(unauthorized)?;
         if let Caller::Session(id) = &caller {
-            // A token for a session the server never made is worthless.
-            if state.engine.store().get_session(id).await?.is_none() {
-                return Err(unauthorized());
+            // A token for a session the server never made is worthless, and one for a
+            // session that has ended can no longer act.
+            match state.engine.store().get_session(id).await? {
+                None => return Err(unauthorized()),
+                Some(s) if !s.status.is_live() => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "this token belongs to a session that has ended",
+                    ));
+                }
+                Some(_) => {}
             }
         }
         Ok(Authed(caller))
@@ -314,7 +405,7 @@ struct SpawnBody {
 async fn spawn(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<SessionView> {
     let body: SpawnBody = parse(&body)?;
     let agent: AgentKind = body.agent.as_deref().unwrap_or("claude").parse()?;
@@ -352,7 +443,7 @@ async fn input(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<sm_lib::Message> {
     let body: InputBody = parse(&body)?;
     let mode: DeliveryMode = body.mode.as_deref().unwrap_or("sequential").parse()?;
@@ -375,7 +466,7 @@ async fn watch(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<serde_json::Value> {
     let body: WatchBody = parse(&body)?;
     if body.timeout_secs == 0 || body.timeout_secs > 7 * 24 * 3600 {
@@ -429,7 +520,7 @@ async fn rename(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<SessionView> {
     let body: NameBody = parse(&body)?;
     let name = body.name.map(|n| n.parse::<SessionName>()).transpose()?;
@@ -449,7 +540,7 @@ async fn set_task(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<SessionView> {
     let body: TaskBody = parse(&body)?;
     let target = state.engine.resolve(&id).await?;
@@ -532,7 +623,7 @@ async fn hook(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(event): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<serde_json::Value> {
     let id = require_session(&caller)?;
     let payload: serde_json::Value = parse(&body)?;
@@ -572,7 +663,7 @@ struct LockBody {
 async fn lock(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<sm_lib::Lock> {
     let id = require_session(&caller)?;
     let body: LockBody = parse(&body)?;
@@ -600,7 +691,7 @@ struct AutoLockBody {
 async fn auto_lock(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    body: Bytes,
+    Body(body): Body,
 ) -> ApiResult<sm_lib::Lock> {
     let id = require_session(&caller)?;
     let body: AutoLockBody = parse(&body)?;

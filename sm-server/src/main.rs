@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let config = loaded.config;
+    survive_file_size_limits();
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = bind(&addr).await.with_context(|| {
         format!("cannot listen on {addr} (is another sm server running? set server.port or $SM_SERVER_PORT)")
@@ -108,6 +109,27 @@ fn init_logging(log_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
         .with(file)
         .init();
     Ok(())
+}
+
+/// A file-size limit (`ulimit -f`, systemd `LimitFSIZE`) reached while writing the
+/// database must be an error the store reports, not a signal that kills the server; with a
+/// handler installed, the write fails with `EFBIG` instead.
+fn survive_file_size_limits() {
+    // SIGXFSZ is 25 on every Linux architecture sm runs on.
+    const SIGXFSZ: i32 = 25;
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(SIGXFSZ)) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    tracing::error!(
+                        "a file reached the size limit (disk quota or ulimit -f); writes fail until it is raised"
+                    );
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGXFSZ"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -58,7 +58,20 @@ struct Inner {
 }
 
 fn sql_error(what: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-    move |e| Error::store(what.to_string(), e)
+    move |e| Error::store(format!("{}{what} failed: {e}", hint(&e)), e)
+}
+
+/// What an operator must fix, said plainly before SQLite's own words.
+fn hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => "the disk is full; ",
+        Some(rusqlite::ErrorCode::ReadOnly) => "the database is read-only; ",
+        Some(rusqlite::ErrorCode::CannotOpen) => "the database cannot be opened; ",
+        Some(rusqlite::ErrorCode::SystemIoFailure) => {
+            "writing the database failed (is the disk full?); "
+        }
+        _ => "",
+    }
 }
 
 fn connect(path: &Path) -> Result<Connection> {
@@ -180,7 +193,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "SQLite: cannot begin a write transaction");
-            let message = format!("cannot begin a write transaction: {e}");
+            let message = format!("{}cannot begin a write transaction: {e}", hint(&e));
             for job in batch {
                 let (_, finish) = job(Err(message.clone()));
                 finish(None);
@@ -194,7 +207,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
             tracing::error!(error = %e, "SQLite: commit failed");
             let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
+            format!("{}{e}", hint(&e))
         });
         for finish in finishes {
             finish(commit_error.clone());

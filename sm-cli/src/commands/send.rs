@@ -10,7 +10,7 @@ use crate::output;
 pub struct SendArgs {
     /// Target session: id, id prefix or name.
     pub target: String,
-    /// The message.
+    /// The message; `-` reads it from standard input (for long or multi-line text).
     pub text: String,
     /// Deliver ahead of queued messages at the next idle point, without interrupting.
     #[arg(long, conflicts_with = "urgent")]
@@ -32,9 +32,14 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
     } else {
         "sequential"
     };
+    let text = if args.text == "-" {
+        read_stdin()?
+    } else {
+        args.text
+    };
     let message = client.post(
         &format!("/sessions/{}/input", enc(&args.target)),
-        &json!({ "text": args.text, "mode": mode }),
+        &json!({ "text": text, "mode": mode }),
     )?;
     if let Some(secs) = args.wait {
         watch(client, &args.target, secs)?;
@@ -48,6 +53,29 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
         );
     }
     Ok(())
+}
+
+/// The message from standard input, refused when it is not UTF-8 or absurdly large.
+fn read_stdin() -> Result<String, CliError> {
+    use std::io::Read;
+    const LIMIT: u64 = 16 << 20;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::Usage(format!("cannot read the message from stdin: {e}")))?;
+    if bytes.len() as u64 > LIMIT {
+        return Err(CliError::Usage(format!(
+            "the message on stdin is over {} MB",
+            LIMIT >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        CliError::Usage(format!(
+            "the message on stdin is not UTF-8 (bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 fn watch(client: &Client, target: &str, secs: u64) -> Result<serde_json::Value, CliError> {

@@ -51,6 +51,17 @@ pub struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        if std::env::var_os("SM_TEST_KEEP").is_some() {
+            // Keep the state dir (and the agents) to look at after a failure.
+            eprintln!(
+                "kept {} (tmux socket {})",
+                self.dir.path().display(),
+                self.socket
+            );
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            let _ = dir.keep();
+            return;
+        }
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
@@ -341,6 +352,35 @@ impl Server {
         content_type: Option<&str>,
         body: &[u8],
     ) -> (u16, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type", ct));
+        }
+        self.http_raw(method, path, &headers, body)
+    }
+
+    /// Like [`Server::http`] with one header of the caller's choosing and no other.
+    pub fn http_with_header(
+        &self,
+        method: &str,
+        path: &str,
+        header: (&str, &str),
+        body: &[u8],
+    ) -> (u16, Value) {
+        self.http_raw(method, path, &[header], body)
+    }
+
+    fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(DEADLINE))
@@ -348,11 +388,8 @@ impl Server {
             .into();
         let url = format!("{}{path}", self.url());
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
-        if let Some(t) = token {
-            builder = builder.header("Authorization", format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            builder = builder.header("Content-Type", ct);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
         }
         let request = builder.body(body.to_vec()).unwrap();
         let mut response = agent

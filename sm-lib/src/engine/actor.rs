@@ -114,8 +114,16 @@ pub(crate) struct Actor {
     retry_soon: bool,
 }
 
+/// Text as compared with what a screen shows: without whitespace (wrapping, tabs shown as
+/// spaces) and without invisible format characters, which terminals drop or merge into
+/// the previous cell (zero-width joiners and spaces, soft hyphens, byte-order marks).
 fn normalize(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).collect()
+    s.chars()
+        .filter(|c| {
+            !c.is_whitespace()
+                && !matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+        })
+        .collect()
 }
 
 /// Whether the input box shows `text` (typed, or collapsed as a paste).

@@ -348,7 +348,14 @@ impl Engine {
 
     /// Finds a session by id, by a unique id prefix (8+ characters) or by live name.
     pub async fn resolve(&self, reference: &str) -> Result<Session> {
-        let reference = reference.trim();
+        // Surrounding spaces are forgiven (copy and paste); a newline or other control
+        // character is not: `"w1\n"` must not quietly mean `w1`.
+        if reference.chars().any(char::is_control) {
+            return Err(Error::InvalidInput(format!(
+                "{reference:?} is not a session reference: it contains a control character"
+            )));
+        }
+        let reference = reference.trim_matches(' ');
         if let Ok(id) = reference.parse::<SessionId>() {
             return self
                 .inner

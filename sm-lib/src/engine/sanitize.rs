@@ -18,6 +18,9 @@ pub fn sanitize_message(text: &str, max_bytes: usize) -> Result<String> {
     while let Some(c) = chars.next() {
         match c {
             '\u{1b}' => skip_escape_sequence(&mut chars),
+            // The 8-bit forms of CSI and of the string sequences (DCS, SOS, OSC, PM, APC).
+            '\u{9b}' => skip_csi(&mut chars),
+            '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
             '\r' => {
                 if chars.peek() != Some(&'\n') {
                     out.push('\n');
@@ -50,37 +53,47 @@ pub fn sanitize_message(text: &str, max_bytes: usize) -> Result<String> {
 /// Consumes the rest of an escape sequence whose ESC was just read.
 fn skip_escape_sequence(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     match chars.peek().copied() {
-        // CSI: parameters and intermediates, then one final byte in @..~
         Some('[') => {
             chars.next();
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
+            skip_csi(chars);
         }
-        // OSC, DCS, SOS, PM, APC: up to BEL or ST (ESC \)
         Some(']' | 'P' | 'X' | '^' | '_') => {
             chars.next();
-            while let Some(c) = chars.next() {
-                if c == '\u{7}' {
-                    break;
-                }
-                if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                    chars.next();
-                    break;
-                }
-            }
+            skip_string(chars);
         }
-        // Two-character sequences (ESC c, ESC 7, ESC ( B …)
-        Some('(' | ')' | '*' | '+' | '#' | '%') => {
+        // Sequences with one more character: charset designation (ESC ( B …), line
+        // attributes (ESC # 8), single shifts (ESC N x, ESC O x).
+        Some('(' | ')' | '*' | '+' | '#' | '%' | 'N' | 'O') => {
             chars.next();
             chars.next();
         }
+        // ESC c, ESC 7, ESC =, …
         Some(_) => {
             chars.next();
         }
         None => {}
+    }
+}
+
+/// CSI: parameters and intermediates, then one final byte in `@..=~`.
+fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if ('@'..='~').contains(&c) {
+            break;
+        }
+    }
+}
+
+/// OSC, DCS, SOS, PM, APC: everything up to BEL or ST (`ESC \` or U+009C).
+fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(c) = chars.next() {
+        if c == '\u{7}' || c == '\u{9c}' {
+            break;
+        }
+        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+            chars.next();
+            break;
+        }
     }
 }
 
@@ -106,7 +119,8 @@ mod tests {
 
     #[test]
     fn controls_go_newlines_and_tabs_stay() {
-        assert_eq!(clean("a\u{0}b\u{7}c\u{8}d\u{7f}e\u{9b}f"), "abcdef");
+        assert_eq!(clean("a\u{0}b\u{7}c\u{8}d\u{7f}e\u{9b}31mf"), "abcdef");
+        assert_eq!(clean("x\u{9d}0;title\u{9c}y\u{1b}OPz"), "xyz");
         assert_eq!(
             clean("one\r\ntwo\rthree\n\tfour"),
             "one\ntwo\nthree\n\tfour"
