@@ -291,6 +291,12 @@ pub struct TelegramConfig {
     pub token: Option<String>,
     /// The only chats the bot serves. Numbers or numeric strings are accepted.
     pub allowed_chat_ids: Vec<ChatId>,
+    /// Where `/new` without a path starts an agent (default: the home directory).
+    pub default_dir: Option<PathBuf>,
+    /// Which agent `/new` starts: `claude` (default), `fake` or `shell`.
+    pub agent: Option<String>,
+    /// The Bot API server (default `https://api.telegram.org`); for a local Bot API server.
+    pub api_url: Option<String>,
 }
 
 /// A Telegram chat id, accepted as a number or a numeric string.

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod telegram;
 pub mod webhook;
 
 use std::future::Future;
@@ -125,24 +126,27 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
             program: config.claude.command.clone(),
             ..Default::default()
         }));
+    // Each notifier runs on its own inside a fan-out, so a slow or dead endpoint never
+    // holds back the others, and none ever holds back delivery.
+    let mut notifiers: Vec<Arc<dyn sm_lib::Notifier>> = Vec::new();
+    let mut budget = Duration::from_secs(5);
     if !config.webhook.urls.is_empty() {
         let timeout = Duration::from_secs_f64(config.webhook.timeout);
         let attempts = config.webhook.attempts.max(1);
-        // One notifier per URL inside a fan-out: each runs on its own, so a slow or dead
-        // endpoint never holds back the others, and none ever holds back delivery.
-        let notifiers: Vec<Arc<dyn sm_lib::Notifier>> = config
-            .webhook
-            .urls
-            .iter()
-            .map(|url| {
-                Arc::new(webhook::WebhookNotifier::new(
-                    vec![url.clone()],
-                    timeout,
-                    attempts,
-                )) as Arc<dyn sm_lib::Notifier>
-            })
-            .collect();
-        let budget = timeout * attempts + Duration::from_secs(5);
+        for url in &config.webhook.urls {
+            notifiers.push(Arc::new(webhook::WebhookNotifier::new(
+                vec![url.clone()],
+                timeout,
+                attempts,
+            )));
+        }
+        budget = timeout * attempts + Duration::from_secs(5);
+    }
+    let telegram = telegram_from_config(config)?;
+    if let Some(t) = &telegram {
+        notifiers.push(Arc::new(t.clone()));
+    }
+    if !notifiers.is_empty() {
         builder = builder.notifier(Arc::new(sm_lib::FanoutNotifier::new(notifiers, budget)));
     }
     if let Some(program) = fake_agent_program(config) {
@@ -152,12 +156,58 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         }));
     }
     let engine = builder.start().await?;
+    if let Some(t) = telegram {
+        t.start_polling(engine.clone());
+    }
     Ok(AppState {
         engine,
         auth,
         url,
         default_model: config.claude.default_model.clone(),
     })
+}
+
+/// The Telegram bot, when `telegram.token` is set.
+fn telegram_from_config(config: &Config) -> Result<Option<telegram::Telegram>, ServerError> {
+    let Some(token) = config
+        .telegram
+        .token
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let allowed: Vec<i64> = config
+        .telegram
+        .allowed_chat_ids
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    if allowed.is_empty() {
+        tracing::warn!(
+            "telegram.token is set but telegram.allowed_chat_ids is empty: the bot will serve nobody and send no notifications"
+        );
+    }
+    let agent = config
+        .telegram
+        .agent
+        .as_deref()
+        .unwrap_or("claude")
+        .parse::<sm_lib::AgentKind>()?;
+    let default_dir = config
+        .telegram
+        .default_dir
+        .as_deref()
+        .map(sm_lib::config::expand_tilde)
+        .unwrap_or_else(|| sm_lib::config::expand_tilde(std::path::Path::new("~")));
+    tracing::info!(chats = allowed.len(), "telegram control enabled");
+    Ok(Some(telegram::Telegram::new(telegram::TelegramSettings {
+        token,
+        allowed_chat_ids: allowed,
+        api_url: config.telegram.api_url.clone(),
+        default_dir,
+        agent,
+    })?))
 }
 
 /// Serves the API on `listener` until `shutdown` completes. Agents keep running after the

@@ -103,7 +103,9 @@ impl Server {
             "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
             dir.path().display(),
             sibling("sm-fake-agent").display(),
-            options.extra_config,
+            options
+                .extra_config
+                .replace("{dir}", &dir.path().display().to_string()),
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
         let child = Self::launch(dir.path(), &options);

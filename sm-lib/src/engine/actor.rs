@@ -51,6 +51,11 @@ pub(crate) enum Command {
     WaitAdded(Wait),
     /// Reset the agent's context.
     Clear(oneshot::Sender<Result<()>>),
+    /// Pick option `option` (0-based) of the question on screen; answers its label.
+    Answer {
+        option: usize,
+        reply: oneshot::Sender<Result<String>>,
+    },
     /// The session is being killed; the exit that follows is a kill.
     Killing,
     /// The terminal is gone.
@@ -275,6 +280,10 @@ impl Actor {
             Command::WaitAdded(wait) => self.add_wait(wait),
             Command::Clear(reply) => {
                 let result = self.clear().await;
+                let _ = reply.send(result);
+            }
+            Command::Answer { option, reply } => {
+                let result = self.answer(option).await;
                 let _ = reply.send(result);
             }
             Command::Killing => self.killing = true,
@@ -1129,6 +1138,53 @@ impl Actor {
         })
         .await;
         Ok(())
+    }
+
+    /// Answers the question (permission prompt) on screen with its option `option`, by the
+    /// option's number key, and checks that the question went away.
+    async fn answer(&mut self, option: usize) -> Result<String> {
+        let ScreenState::Permission { question, options } = self.screen().await? else {
+            return Err(Error::InvalidInput(format!(
+                "session {} is not asking anything now",
+                display_name(&self.session)
+            )));
+        };
+        let Some(label) = options.get(option).cloned() else {
+            return Err(Error::InvalidInput(format!(
+                "there is no option {} (the question offers {})",
+                option + 1,
+                options.len()
+            )));
+        };
+        if option >= 9 {
+            return Err(Error::NotSupported(
+                "only the first nine options can be chosen by key".into(),
+            ));
+        }
+        self.inner()
+            .backend
+            .send_text(&self.id, &(option + 1).to_string())
+            .await?;
+        let asked = question.clone();
+        let gone = self
+            .wait_for_screen(
+                self.inner().config.verify_timeout,
+                |s| !matches!(s, ScreenState::Permission { question, .. } if *question == asked),
+            )
+            .await;
+        if gone.is_none() {
+            return Err(Error::backend_msg(
+                "the answer did not take: the question is still on screen",
+            ));
+        }
+        self.record(EventKind::Note {
+            text: format!("answered {question:?}: {label}"),
+        })
+        .await;
+        // The agent carries on with its turn; the screen check that follows its output sets
+        // the status.
+        self.turn_started().await;
+        Ok(label)
     }
 
     // ----- exit and recovery -----

@@ -788,6 +788,31 @@ impl Engine {
         rx.await.map_err(|_| Error::Closed("the session"))?
     }
 
+    /// Answers the question an agent is asking on screen (a permission prompt) with option
+    /// `option` (0-based, in the order of [`crate::NotificationKind::NeedsInput`]'s
+    /// options), and returns the option's label once the question has left the screen.
+    ///
+    /// Errors: [`Error::InvalidInput`] when nothing is being asked or there is no such
+    /// option; [`Error::Forbidden`] for a caller that is not an ancestor.
+    pub async fn answer(
+        &self,
+        caller: &Caller,
+        target: &SessionId,
+        option: usize,
+    ) -> Result<String> {
+        self.authorize(caller, target, "answer for").await?;
+        let handle = lock_map(&self.inner.actors)
+            .get(target)
+            .cloned()
+            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
+        let (reply, rx) = oneshot::channel();
+        handle
+            .commands
+            .send(Command::Answer { option, reply })
+            .map_err(|_| Error::SessionNotFound(target.to_string()))?;
+        rx.await.map_err(|_| Error::Closed("the session"))?
+    }
+
     /// Ends the agent's terminal, marks it dead, releases its locks, fails its queue
     /// (telling senders) and wakes its waiters with the news. Idempotent.
     pub async fn kill(&self, caller: &Caller, target: &SessionId) -> Result<()> {
