@@ -49,6 +49,13 @@ enum Command {
         /// Session id, id prefix or name.
         target: String,
     },
+    /// Answer the question (permission prompt) a session shows, by option number.
+    Answer {
+        /// Session id, id prefix or name.
+        target: String,
+        /// The option's number as shown on its screen (1 = the first).
+        option: usize,
+    },
     /// List the sessions you spawned.
     Children(commands::sessions::ChildrenArgs),
     /// End a session you spawned.
@@ -198,6 +205,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         Command::Send(a) => send::send(c, a, json),
         Command::Wait(a) => send::wait(c, a, json),
         Command::Clear { target } => sessions::clear(c, &target, json),
+        Command::Answer { target, option } => sessions::answer(c, &target, option, json),
         Command::Children(a) => sessions::children(c, a, json),
         Command::Kill { target } => sessions::kill(c, &target, json),
         Command::Name { name, session } => sessions::name(c, &name, session, json),

@@ -616,3 +616,33 @@ fn webhooks_receive_notifications_and_a_dead_one_does_not_stop_them() {
     assert_eq!(done["last_message"], "finished the job");
     assert!(done["session"].as_str().unwrap().len() == 36);
 }
+
+#[test]
+fn answer_picks_an_option_of_the_question_on_screen() {
+    let s = Server::start();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "asker",
+        "[[write answered.txt yes it was]]",
+    ]);
+    s.wait_status("asker", "needs_input");
+    let out = s.sm(&["answer", "asker", "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no option 7"), "{}", stderr(&out));
+    let answered = s.json(&["answer", "asker", "1"]);
+    assert_eq!(answered["answered"], "Yes");
+    s.until("the write to happen", || {
+        s.work().join("answered.txt").exists().then_some(())
+    });
+    s.wait_status("asker", "idle");
+    let out = s.sm(&["answer", "asker", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not asking anything"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -38,7 +38,7 @@ pub struct AppState {
 #[openapi(
     info(title = "sm", description = "Session manager for swarms of AI coding agents"),
     paths(
-        health, me, list_sessions, spawn, get_session, kill, input, watch, clear, rename,
+        health, me, list_sessions, spawn, get_session, kill, input, watch, clear, answer, rename,
         children, output, set_task, subagents, what, hook, list_locks, lock, unlock, auto_lock, events, event_stream
     ),
     modifiers(&BearerToken)
@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/input", post(input))
         .route("/sessions/{id}/watch", post(watch))
         .route("/sessions/{id}/clear", post(clear))
+        .route("/sessions/{id}/answer", post(answer))
         .route("/sessions/{id}/name", post(rename))
         .route("/sessions/{id}/children", get(children))
         .route("/sessions/{id}/task", post(set_task))
@@ -495,6 +496,36 @@ async fn clear(
     let target = state.engine.resolve(&id).await?;
     state.engine.clear(&caller, &target.id).await?;
     Ok(Json(json!({ "cleared": target.id })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    /// The option's number as shown on screen (1 = the first).
+    option: usize,
+}
+
+#[utoipa::path(post, path = "/sessions/{id}/answer", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = AnswerBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "The question left the screen; the chosen option"), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody, description = "Nothing is being asked, or no such option"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn answer(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> ApiResult<serde_json::Value> {
+    let body: AnswerBody = parse(&body)?;
+    if body.option == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "options are numbered from 1",
+        ));
+    }
+    let target = state.engine.resolve(&id).await?;
+    let label = state
+        .engine
+        .answer(&caller, &target.id, body.option - 1)
+        .await?;
+    Ok(Json(json!({ "session": target.id, "answered": label })))
 }
 
 #[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = SessionView), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

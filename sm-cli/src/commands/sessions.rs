@@ -175,6 +175,23 @@ pub fn clear(client: &Client, target: &str, json_out: bool) -> Result<(), CliErr
     Ok(())
 }
 
+/// `sm answer <id> <n>`.
+pub fn answer(client: &Client, target: &str, option: usize, json_out: bool) -> Result<(), CliError> {
+    let answer = client.post(
+        &format!("/sessions/{}/answer", enc(target)),
+        &json!({ "option": option }),
+    )?;
+    if json_out {
+        output::json(&answer);
+    } else {
+        println!(
+            "answered {target}: {}",
+            answer["answered"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// `sm kill <id>`.
 pub fn kill(client: &Client, target: &str, json_out: bool) -> Result<(), CliError> {
     let session = client.delete(&format!("/sessions/{}", enc(target)))?;
