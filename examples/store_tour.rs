@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
                 sender: Some(em.id.clone()),
                 text: text.into(),
                 mode,
+                client_key: None,
             })
             .await?;
         println!("queued #{} ({mode}): {text}", m.id);

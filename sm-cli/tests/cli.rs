@@ -646,3 +646,43 @@ fn answer_picks_an_option_of_the_question_on_screen() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_send_repeated_with_its_idempotency_key_is_queued_and_delivered_once() {
+    let s = Server::start();
+    s.ok(&["spawn", "--agent", "fake", "--name", "w", "ready"]);
+    s.wait_prompts("w", 1);
+    let token = s.token();
+    let body = br#"{"text":"only once please","idempotency_key":"retry-me"}"#;
+    let (status, first) = s.http(
+        "POST",
+        "/sessions/w/input",
+        Some(&token),
+        Some("application/json"),
+        body,
+    );
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = s.http(
+        "POST",
+        "/sessions/w/input",
+        Some(&token),
+        Some("application/json"),
+        body,
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(first["id"], again["id"]);
+    let (status, reused) = s.http(
+        "POST",
+        "/sessions/w/input",
+        Some(&token),
+        Some("application/json"),
+        br#"{"text":"something else","idempotency_key":"retry-me"}"#,
+    );
+    assert_eq!(status, 400, "{reused}");
+    s.ok(&["send", "w", "a marker after it"]);
+    let prompts = s.wait_prompts("w", 3);
+    assert_eq!(
+        prompts,
+        vec!["ready", "only once please", "a marker after it"]
+    );
+}

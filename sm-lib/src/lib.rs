@@ -31,6 +31,7 @@
 //!         sender: None,
 //!         text: "implement the parser".into(),
 //!         mode: DeliveryMode::Sequential,
+//!         client_key: None,
 //!     })
 //!     .await?;
 //! let next = store.claim_next(&worker.id, &DeliveryMode::BY_PRIORITY).await?;

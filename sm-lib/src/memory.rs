@@ -20,6 +20,8 @@ use crate::types::{
 struct State {
     sessions: Vec<Session>,
     messages: BTreeMap<MessageId, Message>,
+    /// Senders' idempotency keys.
+    client_keys: std::collections::HashMap<String, MessageId>,
     next_message: i64,
     locks: BTreeMap<Workspace, Lock>,
     events: Vec<Event>,
@@ -173,6 +175,11 @@ impl MessageStore for MemoryStore {
     async fn enqueue(&self, message: NewMessage) -> Result<Message> {
         let mut st = self.lock();
         st.session_index(&message.target)?;
+        if let Some(key) = &message.client_key {
+            if let Some(existing) = st.client_keys.get(key).and_then(|id| st.messages.get(id)) {
+                return crate::store::same_message_for_key(existing.clone(), &message);
+            }
+        }
         st.next_message += 1;
         let now = Timestamp::now();
         let stored = Message {
@@ -187,6 +194,9 @@ impl MessageStore for MemoryStore {
             created_at: now,
             updated_at: now,
         };
+        if let Some(key) = message.client_key {
+            st.client_keys.insert(key, stored.id);
+        }
         st.messages.insert(stored.id, stored.clone());
         Ok(stored)
     }

@@ -25,6 +25,18 @@ pub struct MessageFilter {
     pub limit: usize,
 }
 
+/// The message a repeated `client_key` finds, if the repeat is the same message; the
+/// shared rule of [`MessageStore::enqueue`] for every store.
+pub fn same_message_for_key(existing: Message, repeat: &NewMessage) -> Result<Message> {
+    if existing.target == repeat.target && existing.text == repeat.text {
+        Ok(existing)
+    } else {
+        Err(crate::Error::InvalidInput(
+            "this client key was already used for a different message".into(),
+        ))
+    }
+}
+
 /// Durable state of sm.
 ///
 /// # Shared contract
@@ -85,6 +97,10 @@ pub trait MessageStore: Send + Sync + 'static {
 
     /// Accepts a message in state `Queued` with 0 attempts and returns it with its id.
     /// Durable before it returns.
+    ///
+    /// With a `client_key` already used, nothing is added: the message stored under that
+    /// key is returned as it is now (whatever its state). The same key with a different
+    /// target or text is refused with [`crate::Error::InvalidInput`].
     ///
     /// Errors: [`crate::Error::SessionNotFound`] when the target is not registered. (Whether
     /// a registered target may receive messages is the engine's decision, not the store's.)

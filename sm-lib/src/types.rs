@@ -473,6 +473,10 @@ pub struct NewMessage {
     pub text: String,
     /// How it is delivered.
     pub mode: DeliveryMode,
+    /// A key chosen by the sender: enqueueing again with the same key returns the message
+    /// already stored instead of a second one, so a sender may retry a send whose answer it
+    /// never saw.
+    pub client_key: Option<String>,
 }
 
 /// A message as the store keeps it.

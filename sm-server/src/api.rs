@@ -437,6 +437,9 @@ async fn spawn(
 struct InputBody {
     text: String,
     mode: Option<String>,
+    /// Chosen by the sender (e.g. a UUID): repeating a send with the same key returns the
+    /// message already queued instead of a second one. `sm send` uses it to retry safely.
+    idempotency_key: Option<String>,
 }
 
 #[utoipa::path(post, path = "/sessions/{id}/input", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = InputBody, security(("token" = [])), responses((status = 200, body = sm_lib::Message, description = "Queued (durable)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -448,10 +451,25 @@ async fn input(
 ) -> ApiResult<sm_lib::Message> {
     let body: InputBody = parse(&body)?;
     let mode: DeliveryMode = body.mode.as_deref().unwrap_or("sequential").parse()?;
+    let key = match body.idempotency_key {
+        Some(k) if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "idempotency_key must be 1 to 200 characters without control characters",
+            ));
+        }
+        // Keys are per caller: one sender's key never matches another's message.
+        Some(k) => Some(match &caller {
+            Caller::Admin => format!("admin:{k}"),
+            Caller::Session(id) => format!("{id}:{k}"),
+        }),
+        None => None,
+    };
     let target = state.engine.resolve(&id).await?;
     let message = state
         .engine
-        .send(&caller, &target.id, &body.text, mode)
+        .send_with_key(&caller, &target.id, &body.text, mode, key)
         .await?;
     Ok(Json(message))
 }

@@ -41,6 +41,7 @@ async fn run(concurrency: usize) -> f64 {
                             sender: None,
                             text: format!("message {i}: implement the next step of the plan"),
                             mode: DeliveryMode::Sequential,
+                            client_key: None,
                         })
                         .await
                         .expect("enqueue");

@@ -574,10 +574,25 @@ impl MessageStore for SqliteStore {
     async fn enqueue(&self, message: NewMessage) -> Result<Message> {
         self.write(move |conn| {
             require_session(conn, &message.target)?;
+            if let Some(key) = &message.client_key {
+                let existing: Option<i64> = conn
+                    .query_row(
+                        "SELECT id FROM messages WHERE client_key = ?1",
+                        [key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_error("look up a client key"))?;
+                if let Some(id) = existing {
+                    let existing = get_message_tx(conn, MessageId(id))?;
+                    return sm_lib::store::same_message_for_key(existing, &message);
+                }
+            }
             let now = Timestamp::now().0;
             conn.execute(
                 "INSERT INTO messages (target, sender, text, mode, priority, state, attempts, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6)",
+                 created_at, updated_at, client_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?7)",
                 params![
                     message.target.as_str(),
                     message.sender.as_ref().map(|s| s.as_str()),
@@ -585,6 +600,7 @@ impl MessageStore for SqliteStore {
                     message.mode.as_str(),
                     message.mode.priority(),
                     now,
+                    message.client_key,
                 ],
             )
             .map_err(sql_error("enqueue"))?;

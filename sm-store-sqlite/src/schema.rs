@@ -69,6 +69,11 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 3: what each session says it is working on.
     "ALTER TABLE sessions ADD COLUMN task TEXT;",
+    // 4: senders' idempotency keys.
+    "
+    ALTER TABLE messages ADD COLUMN client_key TEXT;
+    CREATE UNIQUE INDEX messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

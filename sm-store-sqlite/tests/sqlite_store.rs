@@ -65,6 +65,7 @@ async fn child_process_helper() {
                         sender: None,
                         text: format!("message {i}"),
                         mode: DeliveryMode::Sequential,
+                        client_key: None,
                     })
                     .await
                     .unwrap();
@@ -133,6 +134,7 @@ async fn an_enqueue_that_returned_survives_sigkill() {
             sender: None,
             text: "after".into(),
             mode: DeliveryMode::Urgent,
+            client_key: None,
         })
         .await
         .unwrap();
@@ -153,6 +155,7 @@ async fn two_processes_claiming_from_one_file_never_share_a_message() {
                 sender: None,
                 text: format!("m{i}"),
                 mode: DeliveryMode::BY_PRIORITY[i % 3],
+                client_key: None,
             })
             .await
             .unwrap();

@@ -37,10 +37,12 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
     } else {
         args.text
     };
-    let message = client.post(
-        &format!("/sessions/{}/input", enc(&args.target)),
-        &json!({ "text": text, "mode": mode }),
-    )?;
+    // One key for every attempt of this send: a retry after a broken connection finds the
+    // message the first attempt stored instead of queueing it twice.
+    let key = sm_lib::SessionId::new_random().to_string();
+    let body = json!({ "text": text, "mode": mode, "idempotency_key": key });
+    let path = format!("/sessions/{}/input", enc(&args.target));
+    let message = post_retrying(client, &path, &body)?;
     if let Some(secs) = args.wait {
         watch(client, &args.target, secs)?;
     }
@@ -53,6 +55,36 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
         );
     }
     Ok(())
+}
+
+/// Posts `body`; when the connection breaks after the request went out (the server may have
+/// stored it), retries the same request for up to 30 s — through a server restart — so the
+/// caller learns what happened. Safe only for requests carrying an idempotency key.
+fn post_retrying(
+    client: &Client,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, CliError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut maybe_stored = false;
+    loop {
+        match client.post(path, body) {
+            // Not sent at all, and nothing sent before: say so at once.
+            Err(CliError::ServerDown(url)) if !maybe_stored => {
+                return Err(CliError::ServerDown(url));
+            }
+            Err(CliError::Interrupted(url) | CliError::ServerDown(url)) => {
+                maybe_stored = true;
+                if std::time::Instant::now() >= deadline {
+                    return Err(CliError::Interrupted(url));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The message from standard input, refused when it is not UTF-8 or absurdly large.

@@ -176,7 +176,12 @@ pub fn clear(client: &Client, target: &str, json_out: bool) -> Result<(), CliErr
 }
 
 /// `sm answer <id> <n>`.
-pub fn answer(client: &Client, target: &str, option: usize, json_out: bool) -> Result<(), CliError> {
+pub fn answer(
+    client: &Client,
+    target: &str,
+    option: usize,
+    json_out: bool,
+) -> Result<(), CliError> {
     let answer = client.post(
         &format!("/sessions/{}/answer", enc(target)),
         &json!({ "option": option }),

@@ -31,6 +31,7 @@ macro_rules! message_store_conformance {
             only_dead_sessions_can_be_deleted,
             names_are_unique_among_live_sessions_only,
             enqueue_requires_a_registered_target,
+            a_repeated_client_key_returns_the_first_message,
             claims_are_fifo_within_each_mode,
             urgent_then_important_then_sequential,
             claim_only_takes_the_modes_asked_for,
@@ -84,6 +85,7 @@ fn msg(target: &SessionId, text: &str, mode: DeliveryMode) -> NewMessage {
         sender: None,
         text: text.to_string(),
         mode,
+        client_key: None,
     }
 }
 
@@ -244,6 +246,49 @@ pub async fn enqueue_requires_a_registered_target(store: Store) {
         .await
         .expect_err("unknown target");
     assert!(matches!(err, Error::SessionNotFound(_)), "{err:?}");
+}
+
+/// Enqueueing again with a client key already used adds nothing and returns the stored
+/// message, in its current state; the same key for different text is refused.
+pub async fn a_repeated_client_key_returns_the_first_message(store: Store) {
+    let s = registered(&store, None).await;
+    let keyed = |text: &str, key: &str| NewMessage {
+        client_key: Some(key.to_string()),
+        ..msg(&s.id, text, DeliveryMode::Sequential)
+    };
+    let first = store.enqueue(keyed("hello", "k1")).await.expect("enqueue");
+    let again = store.enqueue(keyed("hello", "k1")).await.expect("repeat");
+    assert_eq!(again, first);
+    let claimed = store
+        .claim_next(&s.id, &DeliveryMode::BY_PRIORITY)
+        .await
+        .expect("claim")
+        .expect("a message");
+    assert_eq!(claimed.id, first.id);
+    store.mark_delivered(first.id).await.expect("deliver");
+    let later = store.enqueue(keyed("hello", "k1")).await.expect("repeat");
+    assert_eq!(later.id, first.id);
+    assert_eq!(
+        later.state,
+        MessageState::Delivered,
+        "the repeat sees the current state"
+    );
+    let other = store.enqueue(keyed("hello", "k2")).await.expect("new key");
+    assert_ne!(other.id, first.id);
+    let err = store
+        .enqueue(keyed("something else", "k1"))
+        .await
+        .expect_err("a reused key");
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    let all = store
+        .list_messages(&crate::store::MessageFilter {
+            target: Some(s.id.clone()),
+            states: vec![],
+            limit: 0,
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 2, "{all:?}");
 }
 
 /// Within one mode, messages are claimed in enqueue order and ids increase; the stored text

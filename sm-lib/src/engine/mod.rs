@@ -605,8 +605,23 @@ impl Engine {
         text: &str,
         mode: DeliveryMode,
     ) -> Result<Message> {
+        self.send_with_key(caller, target, text, mode, None).await
+    }
+
+    /// [`Engine::send`] with the sender's idempotency key: sending again with the same key
+    /// (after a connection broke before the answer came) returns the message already
+    /// stored instead of queueing it twice.
+    pub async fn send_with_key(
+        &self,
+        caller: &Caller,
+        target: &SessionId,
+        text: &str,
+        mode: DeliveryMode,
+        client_key: Option<String>,
+    ) -> Result<Message> {
         let text = sanitize_message(text, self.inner.config.max_message_bytes)?;
-        self.enqueue(caller.session(), target, text, mode).await
+        self.enqueue_keyed(caller.session(), target, text, mode, client_key)
+            .await
     }
 
     /// The registered session `id`, or `SessionNotFound`.
@@ -638,8 +653,20 @@ impl Engine {
         text: String,
         mode: DeliveryMode,
     ) -> Result<Message> {
+        self.enqueue_keyed(sender, target, text, mode, None).await
+    }
+
+    async fn enqueue_keyed(
+        &self,
+        sender: Option<&SessionId>,
+        target: &SessionId,
+        text: String,
+        mode: DeliveryMode,
+        client_key: Option<String>,
+    ) -> Result<Message> {
         self.live_session(target, "it cannot receive messages")
             .await?;
+        let asked_at = Timestamp::now();
         let message = self
             .inner
             .store
@@ -648,8 +675,13 @@ impl Engine {
                 sender: sender.cloned(),
                 text,
                 mode,
+                client_key,
             })
             .await?;
+        if message.created_at.0 < asked_at.0 {
+            // A repeat of a send already stored: nothing new happened.
+            return Ok(message);
+        }
         self.record(
             Some(target),
             EventKind::MessageQueued {
