@@ -246,3 +246,58 @@ fn a_full_disk_refuses_sends_clearly_and_loses_nothing_accepted() {
     let _: Value = server.json(&["all"]);
     healthy(&server);
 }
+
+/// Runs `sm-server` with `config` until it exits (it must, promptly); returns its exit code
+/// and what it printed.
+fn run_server_expecting_exit(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let mut child = Command::new(sibling("sm-server"))
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = until(
+        "the server to give up",
+        std::time::Duration::from_secs(30),
+        || child.try_wait().unwrap(),
+    );
+    let out = child.wait_with_output().unwrap();
+    (
+        status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_state_dir_that_cannot_be_written_stops_the_server_with_a_clear_error() {
+    // /sys refuses new directories even to root: a read-only place for the state dir.
+    let (code, output) = run_server_expecting_exit(
+        "server:\n  port: 0\npaths:\n  state_file: /sys/sm-test-state/state.json\nterminal:\n  backend: pty\n",
+    );
+    assert_ne!(code, Some(0), "{output}");
+    assert!(
+        output.contains("/sys/sm-test-state"),
+        "the error does not name the place: {output}"
+    );
+}
+
+#[test]
+fn a_server_told_to_listen_beyond_this_machine_warns_loudly() {
+    let mut server = Server::start_opts(Options {
+        env: vec![("SM_SERVER_HOST".into(), "0.0.0.0".into())],
+        ..Options::default()
+    });
+    assert!(
+        server.log().contains("LISTENING BEYOND THIS MACHINE"),
+        "{}",
+        server.log()
+    );
+    server.stop();
+}
