@@ -171,15 +171,10 @@ impl Summariser for ClaudeSummariser {
 
 /// The last `max` user/assistant text lines of a Claude Code transcript (JSON lines).
 pub fn transcript_tail(path: &Path, max: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
+    // Only the end matters; transcripts can be large.
+    let Some(text) = read_tail(path, 256 * 1024) else {
         return Vec::new();
     };
-    // Only the end matters; transcripts can be large.
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(256 * 1024)));
-    let mut text = String::new();
-    let _ = file.read_to_string(&mut text);
     let mut lines = Vec::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -189,15 +184,8 @@ pub fn transcript_tail(path: &Path, max: usize) -> Vec<String> {
             .as_str()
             .or(v["type"].as_str())
             .unwrap_or("");
-        let content = &v["message"]["content"];
-        let body = match content {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-            _ => continue,
+        let Some(body) = message_text(&v, " ") else {
+            continue;
         };
         if !body.trim().is_empty() && (role == "user" || role == "assistant") {
             lines.push(format!(
@@ -211,22 +199,44 @@ pub fn transcript_tail(path: &Path, max: usize) -> Vec<String> {
     lines
 }
 
+/// The last `max_bytes` of a file as text (lossy), or `None` when it cannot be read.
+fn read_tail(path: &Path, max_bytes: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The text of a transcript entry's message: a string, or its text parts joined by `sep`.
+fn message_text(entry: &serde_json::Value, sep: &str) -> Option<String> {
+    match &entry["message"]["content"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(sep),
+        ),
+        _ => None,
+    }
+}
+
 /// Whether a Claude Code transcript (JSON lines) records `text` as a user prompt submitted
 /// at or after `since` (ms since the epoch). `None` when the transcript cannot be read or
 /// its entries carry no timestamps, so the caller must decide another way.
 ///
 /// Whitespace is ignored in the comparison: the prompt went through a terminal.
 pub fn transcript_has_prompt(path: &Path, text: &str, since: i64) -> Option<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     // Recent prompts are at the end; a message can be up to a megabyte.
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(4 * 1024 * 1024)));
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
+    let transcript = read_tail(path, 4 * 1024 * 1024)?;
     let wanted: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let mut dated = false;
-    for line in String::from_utf8_lossy(&bytes).lines() {
+    for line in transcript.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
@@ -247,14 +257,8 @@ pub fn transcript_has_prompt(path: &Path, text: &str, since: i64) -> Option<bool
         if at_ms < since {
             continue;
         }
-        let body = match &v["message"]["content"] {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i["text"].as_str())
-                .collect::<Vec<_>>()
-                .join(""),
-            _ => continue,
+        let Some(body) = message_text(&v, "") else {
+            continue;
         };
         let got: String = body.chars().filter(|c| !c.is_whitespace()).collect();
         if got == wanted {
