@@ -513,3 +513,64 @@ async fn python_style_parent_notifications_and_notify_filters_apply() {
         "monitor.notify.completion: false silences them"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_signal_of_the_same_turn_end_was_reported_twice() {
+    let s = sim(EngineConfig {
+        parent_notify: sm_lib::config::ParentNotifications {
+            notify_parent_on_complete: true,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    })
+    .await;
+    let em = s.spawn("em", None).await;
+    let child = s.spawn("child", Some(&em)).await;
+    s.engine
+        .send(
+            &Caller::Admin,
+            &child.id,
+            "work [[sleep 1]] [[reply all done]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(3)).await;
+    // The same end again, as a late Stop hook (or the screen after one) would bring it.
+    s.engine
+        .hook(
+            &child.id,
+            sm_lib::HookEvent {
+                event: "Stop".into(),
+                payload: serde_json::json!({ "last_assistant_message": "all done" }),
+            },
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(3)).await;
+    let completions = s
+        .notes
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n.session == child.id && matches!(n.kind, NotificationKind::TurnCompleted { .. })
+        })
+        .count();
+    assert_eq!(completions, 1, "one turn, one notification");
+    let told = s.backend.submitted(&em.id);
+    assert_eq!(told.len(), 1, "the parent is told once: {told:?}");
+    // The next turn is reported again.
+    s.engine
+        .send(
+            &Caller::Admin,
+            &child.id,
+            "more [[reply more]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(3)).await;
+    assert_eq!(s.backend.submitted(&em.id).len(), 2);
+}

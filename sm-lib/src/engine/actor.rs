@@ -98,6 +98,10 @@ pub(crate) struct Actor {
     queue_dirty: bool,
     retry_at: Option<Instant>,
     turn_seen_working: bool,
+    /// The end of the current turn has been reported (notification, event, parent); a
+    /// second signal of the same end (a Stop hook after the screen saw it, or the reverse)
+    /// reports nothing. Cleared when a turn starts.
+    turn_reported: bool,
     last_activity: Instant,
     screen_check_at: Option<Instant>,
     idle_since: Option<Instant>,
@@ -171,6 +175,7 @@ impl Actor {
             queue_dirty: true,
             retry_at: None,
             turn_seen_working: false,
+            turn_reported: false,
             last_activity: Instant::now(),
             screen_check_at: None,
             idle_since: None,
@@ -377,6 +382,9 @@ impl Actor {
             Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot store status"),
         }
         self.status = status;
+        if status == SessionStatus::Working {
+            self.turn_reported = false;
+        }
         let _ = self.status_tx.send(status);
         self.record(EventKind::StatusChanged { from, to: status })
             .await;
@@ -417,12 +425,10 @@ impl Actor {
             Ok(released) => self.engine.after_release(&self.id, &released).await,
             Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot release auto-locks"),
         }
-        if from_hook || was_busy {
+        if (from_hook || was_busy) && !std::mem::replace(&mut self.turn_reported, true) {
             self.notify(NotificationKind::TurnCompleted {
                 last_message: last_message.clone(),
             });
-        }
-        if from_hook || was_busy {
             self.record(EventKind::TurnCompleted {
                 last_message: last_message.clone(),
             })
