@@ -213,6 +213,10 @@ fn ok(result: Value) -> Response {
 }
 
 fn start(fake: &FakeBotApi) -> Server {
+    start_with(fake, "")
+}
+
+fn start_with(fake: &FakeBotApi, more_config: &str) -> Server {
     Server::start_opts(Options {
         env: vec![(
             "SM_LOG".into(),
@@ -220,7 +224,7 @@ fn start(fake: &FakeBotApi) -> Server {
         )],
         fixed_port: false,
         extra_config: format!(
-            "claude:\n  command: sm-test-no-claude-here\ntelegram:\n  token: \"123:TEST\"\n  allowed_chat_ids: [{OPERATOR}]\n  api_url: {}\n  agent: fake\n  default_dir: \"{{dir}}/work\"\n",
+            "claude:\n  command: sm-test-no-claude-here\ntelegram:\n  token: \"123:TEST\"\n  allowed_chat_ids: [{OPERATOR}]\n  api_url: {}\n  agent: fake\n  default_dir: \"{{dir}}/work\"\n{more_config}",
             fake.url
         ),
     })
@@ -421,5 +425,18 @@ fn a_failing_or_slow_telegram_is_retried_and_never_holds_back_agents() {
     );
     println!(
         "agent got 3 messages in {agent_done:?}; the notices reached a failing, slow Telegram in {telegram_done:?}"
+    );
+}
+
+#[test]
+fn an_agent_idle_past_the_timeout_is_announced() {
+    let fake = FakeBotApi::start();
+    let server = start_with(&fake, "monitor:\n  idle_timeout: 1\n");
+    server.ok(&["spawn", "--agent", "fake", "--name", "napper", "hello"]);
+    let (notice, _) = fake.wait_sent("the idle notice", OPERATOR, |t| t.contains("💤"));
+    let text = notice["text"].as_str().unwrap();
+    assert!(
+        text.contains("napper") && text.contains("idle for 1 s"),
+        "{text}"
     );
 }
