@@ -191,7 +191,7 @@ async fn handle(
                 "date": 1_800_000_000,
                 "chat": chat(body["chat_id"].as_i64().unwrap_or(0)),
                 "from": { "id": 1, "is_bot": true, "first_name": "sm", "username": "sm_bot" },
-                "text": body["text"].clone(),
+                "text": rendered(body["text"].as_str().unwrap_or_default()),
             });
             body["_answer"] = message.clone();
             s.calls.push((method.clone(), body));
@@ -206,6 +206,21 @@ async fn handle(
             ok(json!(true))
         }
     }
+}
+
+/// What Telegram shows (and sends back) for a MarkdownV2 text: the markup gone, escapes
+/// resolved.
+fn rendered(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut chars = markdown.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '*' | '_' | '`' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn ok(result: Value) -> Response {
@@ -244,7 +259,16 @@ fn telegram_serves_the_operator_end_to_end_and_nobody_else() {
 
     // /new starts an agent in the given directory, or in the default one.
     fake.say(OPERATOR, &format!("/new {work}"), None);
-    fake.wait_sent("the /new answer", OPERATOR, |t| t.contains("started"));
+    let (_, receipt) = fake.wait_sent("the /new answer", OPERATOR, |t| t.contains("started"));
+    // Replying to the receipt gives the new agent work.
+    fake.say(OPERATOR, "your first job", Some(&receipt));
+    until("the new agent's first job", Duration::from_secs(30), || {
+        server
+            .all_prompts()
+            .iter()
+            .any(|(_, p)| p == "your first job")
+            .then_some(())
+    });
     fake.say(OPERATOR, "/new", None);
     until("two agents", Duration::from_secs(30), || {
         (fake
@@ -299,6 +323,17 @@ fn telegram_serves_the_operator_end_to_end_and_nobody_else() {
     server.wait_prompts("w1", 3);
     assert_eq!(server.prompts("w1")[2], "stop and report");
     fake.wait_sent("the urgent receipt", OPERATOR, |t| t.contains("urgent"));
+    // A notification sm no longer remembers (it restarted): routed by the short id.
+    let w1_id = server.session("w1")["id"].as_str().unwrap().to_string();
+    let short = &w1_id[..8];
+    let forgotten = json!({
+        "message_id": 999_999, "date": 1_800_000_000, "chat": chat(OPERATOR),
+        "from": { "id": 1, "is_bot": true, "first_name": "sm" },
+        "text": format!("✅ w1 ({short}) finished its turn"),
+    });
+    fake.say(OPERATOR, "found by the short id", Some(&forgotten));
+    server.wait_prompts("w1", 4);
+    assert_eq!(server.prompts("w1")[3], "found by the short id");
 
     // A permission prompt arrives with buttons; a button answers it on the agent's screen.
     server.ok(&[

@@ -152,13 +152,24 @@ impl Telegram {
     }
 
     fn say(&self, chat: i64, reply_to: Option<i32>, text: String) {
+        self.say_about(chat, reply_to, text, None);
+    }
+
+    /// Like [`Telegram::say`]; replies to what is sent then go to `session`.
+    fn say_about(
+        &self,
+        chat: i64,
+        reply_to: Option<i32>,
+        text: String,
+        session: Option<SessionId>,
+    ) {
         for (i, chunk) in chunks(&text).into_iter().enumerate() {
             self.enqueue(Outgoing::Send {
                 chat,
                 text: chunk,
                 buttons: Vec::new(),
                 reply_to: if i == 0 { reply_to } else { None },
-                session: None,
+                session: session.clone(),
             });
         }
     }
@@ -269,12 +280,12 @@ impl Telegram {
         }
         // After a restart the map is empty: every notification names its session's short
         // id in parentheses on its first line.
-        let first = message.text()?.lines().next()?.to_string();
-        let open = first.rfind('(')?;
-        let close = first[open..].find(')')? + open;
-        let short = &first[open + 1..close];
-        (short.len() == 8 && short.chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| short.to_string())
+        let first = message.text()?.lines().next()?;
+        first.split('(').skip(1).find_map(|rest| {
+            let short = rest.split(')').next()?;
+            (short.len() == 8 && short.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| short.to_string())
+        })
     }
 
     // ----- receiving -----
@@ -367,7 +378,10 @@ impl Telegram {
         let arg = arg.trim();
         let answer = match name {
             "start" | "help" => Ok(help()),
-            "new" => self.new_session(arg, engine).await,
+            "new" => match self.new_session(arg, engine).await {
+                Ok((text, session)) => return self.say_about(chat, Some(me), text, Some(session)),
+                Err(e) => Err(e),
+            },
             "list" => list(engine).await,
             "status" => status(engine).await,
             "kill" => kill(arg, engine).await,
@@ -461,7 +475,7 @@ impl Telegram {
         }
     }
 
-    async fn new_session(&self, arg: &str, engine: &Engine) -> sm_lib::Result<String> {
+    async fn new_session(&self, arg: &str, engine: &Engine) -> sm_lib::Result<(String, SessionId)> {
         let dir = if arg.is_empty() {
             self.shared.default_dir.clone()
         } else {
@@ -470,7 +484,7 @@ impl Telegram {
         let session = engine
             .spawn(&Caller::Admin, SpawnRequest::new(self.shared.agent, &dir))
             .await?;
-        Ok(format!(
+        let text = format!(
             "🚀 started *{}* in `{}`\n{}",
             escape(&short_name(
                 &session.id,
@@ -478,7 +492,8 @@ impl Telegram {
             )),
             escape_code(&dir.display().to_string()),
             escape("Reply to this message to give it work.")
-        ))
+        );
+        Ok((text, session.id))
     }
 }
 
