@@ -1264,8 +1264,16 @@ impl Actor {
             })
             .await
             .unwrap_or_default();
+        // Read once for all of them, and only when something needs settling.
+        let transcript = if delivering.is_empty() {
+            None
+        } else {
+            self.transcript_path().await
+        };
         for message in delivering {
-            let outcome = self.settle_interrupted(&message).await;
+            let outcome = self
+                .settle_interrupted(&message, transcript.as_deref())
+                .await;
             match outcome {
                 Attempt::Delivered => {
                     let _ = store.mark_delivered(message.id).await;
@@ -1307,16 +1315,14 @@ impl Actor {
             .events(None, Some(&self.id), 0)
             .await
             .ok()?;
-        events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::Hook {
-                transcript_path: Some(p),
-                ..
-            } => Some(std::path::PathBuf::from(p)),
-            _ => None,
-        })
+        super::what::last_transcript_path(&events)
     }
 
-    async fn settle_interrupted(&mut self, message: &Message) -> Attempt {
+    async fn settle_interrupted(
+        &mut self,
+        message: &Message,
+        transcript: Option<&std::path::Path>,
+    ) -> Attempt {
         let Ok(state) = self.screen().await else {
             return Attempt::Retry("could not read the screen after a restart".into());
         };
@@ -1343,7 +1349,7 @@ impl Actor {
         }
         // The agent's transcript says for certain whether the prompt was submitted after it
         // was claimed (pastes included); the screen is the fallback when there is none.
-        if let Some(path) = self.transcript_path().await {
+        if let Some(path) = transcript.map(std::path::Path::to_path_buf) {
             let text = message.text.clone();
             let since = message.updated_at.0 - 1000;
             let found = tokio::task::spawn_blocking(move || {

@@ -808,14 +808,23 @@ impl Engine {
     /// keeps its id and name. The agent must be idle.
     pub async fn clear(&self, caller: &Caller, target: &SessionId) -> Result<()> {
         self.authorize(caller, target, "clear").await?;
+        self.ask_actor(target, Command::Clear).await
+    }
+
+    /// Sends the session's actor a command carrying a reply channel and waits for the reply.
+    async fn ask_actor<T>(
+        &self,
+        target: &SessionId,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
         let handle = lock_map(&self.inner.actors)
             .get(target)
             .cloned()
             .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = oneshot::channel();
         handle
             .commands
-            .send(Command::Clear(tx))
+            .send(command(reply))
             .map_err(|_| Error::SessionNotFound(target.to_string()))?;
         rx.await.map_err(|_| Error::Closed("the session"))?
     }
@@ -833,16 +842,8 @@ impl Engine {
         option: usize,
     ) -> Result<String> {
         self.authorize(caller, target, "answer for").await?;
-        let handle = lock_map(&self.inner.actors)
-            .get(target)
-            .cloned()
-            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
-        let (reply, rx) = oneshot::channel();
-        handle
-            .commands
-            .send(Command::Answer { option, reply })
-            .map_err(|_| Error::SessionNotFound(target.to_string()))?;
-        rx.await.map_err(|_| Error::Closed("the session"))?
+        self.ask_actor(target, |reply| Command::Answer { option, reply })
+            .await
     }
 
     /// Ends the agent's terminal, marks it dead, releases its locks, fails its queue
@@ -957,7 +958,6 @@ impl Engine {
         let events = self.inner.store.events(None, Some(id), 0).await?;
         let mut last_message = None;
         let mut last_tool = None;
-        let mut transcript = None;
         for e in &events {
             match &e.kind {
                 EventKind::TurnCompleted {
@@ -970,13 +970,10 @@ impl Engine {
                             .to_string(),
                     )
                 }
-                EventKind::Hook {
-                    transcript_path: Some(p),
-                    ..
-                } => transcript = Some(PathBuf::from(p)),
                 _ => {}
             }
         }
+        let transcript = what::last_transcript_path(&events);
         let lines = if deep { 200 } else { 60 };
         let screen = self
             .inner

@@ -3,7 +3,7 @@
 //! that is unavailable or fails, a heuristic summary says what is known and that it is the
 //! fallback.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -167,6 +167,17 @@ impl Summariser for ClaudeSummariser {
         }
         Ok(text)
     }
+}
+
+/// The agent's transcript file, as the last hook in its event log named it.
+pub(crate) fn last_transcript_path(events: &[crate::types::Event]) -> Option<PathBuf> {
+    events.iter().rev().find_map(|e| match &e.kind {
+        crate::types::EventKind::Hook {
+            transcript_path: Some(p),
+            ..
+        } => Some(PathBuf::from(p)),
+        _ => None,
+    })
 }
 
 /// The last `max` user/assistant text lines of a Claude Code transcript (JSON lines).
