@@ -249,6 +249,14 @@ impl TerminalBackend for PtyBackend {
         "pty"
     }
 
+    fn cannot_run(
+        &self,
+        program: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        sm_lib::backend::missing_program(program, env)
+    }
+
     async fn create(&self, spec: &SpawnSpec) -> Result<()> {
         sm_lib::backend::check_spawn_spec(spec)?;
         if self.terminal(&spec.id).is_ok() {

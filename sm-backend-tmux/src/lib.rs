@@ -247,6 +247,13 @@ impl TmuxBackend {
             ] {
                 self.tmux(&["set-option", scope, option, value]).await?;
             }
+            // A TUI that clears its screen to redraw would otherwise push a copy of every
+            // frame into the history, and `output` would show each line many times (the
+            // option exists since tmux 3.2).
+            if (self.inner.version.major, self.inner.version.minor) >= (3, 2) {
+                self.tmux(&["set-option", "-g", "scroll-on-clear", "off"])
+                    .await?;
+            }
         }
         self.ensure_control().await
     }
@@ -441,6 +448,14 @@ fn tidy(text: &str, keep_trailing_blank: bool) -> Vec<String> {
 impl TerminalBackend for TmuxBackend {
     fn name(&self) -> &'static str {
         "tmux"
+    }
+
+    fn cannot_run(
+        &self,
+        program: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        sm_lib::backend::missing_program(program, env)
     }
 
     async fn create(&self, spec: &SpawnSpec) -> Result<()> {

@@ -435,4 +435,51 @@ fn main() {
             "MISSES < 40 MB"
         }
     );
+
+    kill_with_a_long_queue(&b);
+}
+
+/// `DELETE /sessions/{id}` (what `sm kill` calls) on a busy agent with a long queue: it
+/// returns once the session is dead and every queued message failed.
+fn kill_with_a_long_queue(b: &Bench) {
+    let queued: usize = std::env::var("SM_BENCH_KILL_QUEUE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let victim = b.spawn("victim");
+    b.wait_idle(&victim);
+    b.post(
+        &format!("/sessions/{victim}/input"),
+        &b.admin,
+        json!({ "text": "busy [[sleep 600]]" }),
+    );
+    while b.status(&victim) != "working" {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..queued {
+        b.post(
+            &format!("/sessions/{victim}/input"),
+            &b.admin,
+            json!({ "text": format!("queued {i}") }),
+        );
+    }
+    let started = Instant::now();
+    let mut r = b
+        .agent
+        .delete(format!("{}/sessions/{victim}", b.url))
+        .header("Authorization", format!("Bearer {}", b.admin))
+        .call()
+        .unwrap();
+    let took = started.elapsed();
+    let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+    assert_eq!(v["status"], "dead", "{v}");
+    println!(
+        "kill with {queued} queued messages: returned in {:.0} ms, the session dead and its queue failed ({})",
+        took.as_secs_f64() * 1000.0,
+        if took < Duration::from_secs(1) {
+            "meets < 1 s"
+        } else {
+            "MISSES < 1 s"
+        }
+    );
 }

@@ -26,6 +26,8 @@ pub enum CliError {
     Usage(String),
     /// A question answered "no" (`sm alone` with others present; exit 1, no message).
     No,
+    /// `sm wait` outside a session ran out of time (exit 4, no message).
+    TimedOut,
 }
 
 impl CliError {
@@ -33,6 +35,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Api { .. } | CliError::No => 1,
+            CliError::TimedOut => 4,
             CliError::Usage(_) => 2,
             CliError::ServerDown(_) | CliError::Interrupted(_) => 3,
         }
@@ -55,6 +58,7 @@ impl std::fmt::Display for CliError {
             CliError::Api { code, message, .. } => write!(f, "{message} [{code}]"),
             CliError::Usage(m) => f.write_str(m),
             CliError::No => f.write_str("no"),
+            CliError::TimedOut => f.write_str("timed out"),
         }
     }
 }
@@ -72,6 +76,15 @@ pub struct Client {
     agent: ureq::Agent,
     url: String,
     token: Option<String>,
+}
+
+fn agent_with(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(Duration::from_millis(500)))
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 impl Client {
@@ -104,17 +117,20 @@ impl Client {
                 )
             }
         };
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(Duration::from_millis(500)))
-            .http_status_as_error(false)
-            .build()
-            .into();
         Ok(Client {
-            agent,
+            agent: agent_with(timeout),
             url: url.trim_end_matches('/').to_string(),
             token,
         })
+    }
+
+    /// The same server and identity with another overall request timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            agent: agent_with(timeout),
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
     }
 
     fn finish(
@@ -174,6 +190,33 @@ impl Client {
             .post(format!("{}{path}", self.url))
             .header("Authorization", self.auth());
         self.finish(req.send_json(body))
+    }
+
+    /// POSTs `body`, which carries an idempotency key; when the connection breaks after the
+    /// request went out (the server may have acted on it), repeats the same request for up
+    /// to 30 s — through a server restart — so the caller learns what happened. Safe only
+    /// for requests carrying an idempotency key.
+    pub fn post_idempotent(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut pause = Duration::from_millis(50);
+        let mut maybe_done = false;
+        loop {
+            match self.post(path, body) {
+                // Not sent at all, and nothing sent before: say so at once.
+                Err(CliError::ServerDown(url)) if !maybe_done => {
+                    return Err(CliError::ServerDown(url));
+                }
+                Err(CliError::Interrupted(url) | CliError::ServerDown(url)) => {
+                    maybe_done = true;
+                    if std::time::Instant::now() >= deadline {
+                        return Err(CliError::Interrupted(url));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// DELETE `path`.

@@ -3,7 +3,8 @@
 //! Inside a managed agent, `SM_SESSION_ID`, `SM_SERVER_URL` and `SM_TOKEN` say who is
 //! calling and where the server is; for a human, the configuration and the admin token in
 //! the state dir do. Exit codes: 0 success; 1 the server refused the request; 2 bad usage
-//! or a local problem (and `auto-lock` refusing a write); 3 the server is not running.
+//! or a local problem (and `auto-lock` refusing a write); 3 the server is not running;
+//! 4 `sm wait` outside a session ran out of time.
 
 mod client;
 mod commands;
@@ -42,7 +43,8 @@ enum Command {
     Spawn(commands::spawn::Args),
     /// Send a message to a session.
     Send(commands::send::SendArgs),
-    /// Get a message when a session finishes its turn (returns at once).
+    /// Get a message when a session finishes its turn (returns at once); outside a session,
+    /// block until it does (exit 0), ends (1) or the time is up (4).
     Wait(commands::send::WaitArgs),
     /// Reset a session's context (Claude Code: /clear).
     Clear {
@@ -98,7 +100,8 @@ enum Command {
     Who,
     /// Show me, the live sessions and the locks.
     Status,
-    /// Exit 0 if no other live session works in my directory, 1 otherwise.
+    /// Exit 0 if no other live session works in my directory (outside a session: the
+    /// current directory), 1 otherwise.
     Alone,
     /// List live sessions other than mine.
     Others,
@@ -137,7 +140,7 @@ enum Command {
         /// A friendly name.
         #[arg(long)]
         name: Option<String>,
-        /// Only start it; print its id instead of attaching.
+        /// Only start it and print what `sm spawn` prints, instead of attaching.
         #[arg(long)]
         no_attach: bool,
     },
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::No) => ExitCode::from(1),
+        Err(CliError::TimedOut) => ExitCode::from(4),
         Err(e) => {
             eprintln!("sm: {e}");
             ExitCode::from(e.exit_code())

@@ -34,8 +34,12 @@ pub fn sessions(list: &[Value]) {
             .as_str()
             .map(|t| format!("  — {t}"))
             .unwrap_or_default();
+        let ended = s["end_reason"]
+            .as_str()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default();
         println!(
-            "{:<28} {:<12} {:<7} {}{task}",
+            "{:<28} {:<12} {:<7} {}{task}{ended}",
             label(s),
             s["status"].as_str().unwrap_or("?"),
             s["agent"].as_str().unwrap_or("?"),

@@ -102,8 +102,13 @@ fn commands_print_for_humans_and_as_json_and_fail_clearly() {
             .contains("⏺ hi")
             .then_some(())
     });
+    // `sm new --no-attach` printed a bare id; it prints what `sm spawn` prints.
     let fresh = s.ok(&["new", "--agent", "fake", "--name", "fresh", "--no-attach"]);
-    assert_eq!(s.session("fresh")["id"], fresh.trim());
+    let fresh_id = s.session("fresh")["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        fresh.trim(),
+        format!("spawned fresh ({}) [{fresh_id}]", &fresh_id[..8])
+    );
     let completions = s.ok(&["completions", "bash"]);
     assert!(completions.contains("sm"), "shell completions are printed");
     let renamed = s.json(&["name", "soloist", "--session", "solo"]);
@@ -685,4 +690,158 @@ fn a_send_repeated_with_its_idempotency_key_is_queued_and_delivered_once() {
         prompts,
         vec!["ready", "only once please", "a marker after it"]
     );
+}
+
+#[test]
+fn sm_alone_outside_a_session_looked_at_no_directory() {
+    let s = Server::start();
+    s.ok(&["spawn", "--agent", "fake", "--name", "one"]);
+    s.ok(&["spawn", "--agent", "fake", "--name", "two"]);
+    let here = s.sm(&["alone"]);
+    assert_eq!(here.status.code(), Some(1), "{}", stderr(&here));
+    let out = String::from_utf8_lossy(&here.stdout).into_owned();
+    assert!(
+        out.contains("not alone") && out.contains("one (") && out.contains("two ("),
+        "{out}"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let there = s
+        .sm_command()
+        .current_dir(elsewhere.path())
+        .arg("alone")
+        .output()
+        .unwrap();
+    assert_eq!(there.status.code(), Some(0), "{}", stderr(&there));
+    let out = String::from_utf8_lossy(&there.stdout).into_owned();
+    let dir = elsewhere.path().canonicalize().unwrap();
+    assert!(
+        out.contains(&format!(
+            "alone: no other live session works in {}",
+            dir.display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn sm_wait_outside_a_session_promised_a_message_nobody_could_get() {
+    let s = Server::start();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "w",
+        "first [[sleep 1]] [[reply all done]]",
+    ]);
+    // Blocks until the turn is over, then says what happened.
+    let done = s.sm(&["wait", "w", "60"]);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let out = String::from_utf8_lossy(&done.stdout).into_owned();
+    assert!(
+        out.contains("w finished its turn") && out.contains("last message: all done"),
+        "{out}"
+    );
+    assert_eq!(
+        s.prompts("w").len(),
+        1,
+        "it waited for the first prompt's turn"
+    );
+    let json = s.json(&["wait", "w", "5"]);
+    assert_eq!(json["outcome"], "idle", "{json}");
+    // Time up: its own exit code.
+    s.ok(&["send", "w", "long [[sleep 600]]"]);
+    s.wait_status("w", "working");
+    let busy = s.sm(&["wait", "w", "1"]);
+    assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
+    assert!(String::from_utf8_lossy(&busy.stdout).contains("still busy after 1s"));
+    // The target ending ends the wait too.
+    let wait = s
+        .sm_command()
+        .args(["wait", "w", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.until("the wait to be registered", || {
+        (!s.waits().is_empty()).then_some(())
+    });
+    s.ok(&["kill", "w"]);
+    let ended = wait.wait_with_output().unwrap();
+    assert_eq!(ended.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&ended.stdout).contains("w ended"));
+}
+
+#[test]
+fn a_spawn_that_could_not_start_left_a_dead_record_without_a_reason() {
+    let s = Server::start();
+    // Claude is configured as a program that does not exist: refused before anything is
+    // registered, saying why.
+    let missing = s.sm(&["spawn", "--name", "ghost", "hello"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = stderr(&missing);
+    assert!(
+        err.contains("sm-test-no-claude-here") && err.contains("PATH"),
+        "{err}"
+    );
+    assert!(s.find("ghost").is_none());
+    assert_eq!(s.json(&["all"]).as_array().unwrap().len(), 0);
+    // An agent that dies shows why in the listings.
+    s.ok(&["spawn", "--agent", "fake", "--name", "crasher", "[[crash]]"]);
+    let dead = s.until("the crash to be recorded", || {
+        s.json(&["all"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "crasher" && x["status"] == "dead")
+            .cloned()
+    });
+    let reason = dead["end_reason"].as_str().unwrap().to_string();
+    assert!(!reason.is_empty(), "{dead}");
+    let listed = s.ok(&["all"]);
+    assert!(listed.contains(&format!("({reason})")), "{listed}");
+}
+
+#[test]
+fn a_lowercase_bearer_scheme_was_refused() {
+    let s = Server::start();
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let (status, body) = s.http_with_header(
+            "GET",
+            "/sessions",
+            ("Authorization", &format!("{scheme} {}", s.token())),
+            b"",
+        );
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+    let (status, _) = s.http_with_header(
+        "GET",
+        "/sessions",
+        ("Authorization", &format!("Basic {}", s.token())),
+        b"",
+    );
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn sm_output_repeated_the_screen_for_every_redraw() {
+    let s = Server::start();
+    s.ok(&["spawn", "--agent", "fake", "--name", "talker"]);
+    for i in 1..=3 {
+        s.ok(&[
+            "send",
+            "talker",
+            &format!("say it [[reply answer number {i}]]"),
+        ]);
+        s.wait_prompts("talker", i);
+        s.wait_status("talker", "idle");
+    }
+    let out = s.ok(&["output", "talker", "--lines", "2000"]);
+    for i in 1..=3 {
+        let shown = out
+            .lines()
+            .filter(|l| l.contains(&format!("answer number {i}")))
+            .count();
+        // Once as the prompt's echo, once as the reply.
+        assert_eq!(shown, 2, "answer {i} is shown {shown} times:\n{out}");
+    }
 }

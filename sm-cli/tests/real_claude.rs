@@ -78,6 +78,8 @@ struct Tier {
     dir: tempfile::TempDir,
     socket: String,
     sm_env: Vec<(String, String)>,
+    /// The server's environment (and so its agents'), to start it again.
+    agent_env: Vec<(String, String)>,
 }
 
 impl Drop for Tier {
@@ -96,6 +98,12 @@ impl Drop for Tier {
 
 impl Tier {
     fn start(claude: &Path) -> Tier {
+        Self::start_on(claude, 0)
+    }
+
+    /// A tier whose server listens on `port` (0: any), so a restart keeps the agents'
+    /// hooks pointed at it.
+    fn start_on(claude: &Path, port: u16) -> Tier {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let work = dir.path().join("work");
@@ -159,9 +167,9 @@ impl Tier {
             .unwrap();
         assert!(setup.status.success());
 
-        let socket = format!("sm-real-{}", std::process::id());
+        let socket = format!("sm-real-{}-{port}", std::process::id());
         let config = format!(
-            "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nclaude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\nlocks:\n  auto_wait: 1\n",
+            "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nclaude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\nlocks:\n  auto_wait: 1\n",
             dir.path().display(),
             bin("sm-fake-agent").display(),
             claude.display()
@@ -190,23 +198,11 @@ impl Tier {
                     .into_owned(),
             ),
         ];
-        let server = Command::new(bin("sm-server"))
-            .arg("--config")
-            .arg(dir.path().join("config.yaml"))
-            .envs(agent_env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env_remove("TMUX")
-            .env_remove("SM_SESSION_ID")
-            .env("SM_LOG", "info")
-            .stdout(std::fs::File::create(dir.path().join("server.log")).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url_file = dir.path().join("state/server.url");
-        let deadline = Instant::now() + DEADLINE;
-        while !url_file.exists() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let agent_env: Vec<(String, String)> = agent_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let server = Self::launch(dir.path(), &agent_env);
         let sm_env = vec![(
             "SM_CONFIG".to_string(),
             dir.path()
@@ -220,7 +216,46 @@ impl Tier {
             dir,
             socket,
             sm_env,
+            agent_env,
         }
+    }
+
+    /// Starts the server on the tier's state dir and waits until it is up.
+    fn launch(dir: &Path, agent_env: &[(String, String)]) -> Child {
+        let _ = std::fs::remove_file(dir.join("state/server.url"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let server = Command::new(bin("sm-server"))
+            .arg("--config")
+            .arg(dir.join("config.yaml"))
+            .envs(agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("TMUX")
+            .env_remove("SM_SESSION_ID")
+            .env("SM_LOG", "info")
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url_file = dir.join("state/server.url");
+        let deadline = Instant::now() + DEADLINE;
+        while !url_file.exists() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// After the server died (a hook killed it): start it again at once.
+    fn restart_after_death(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.server.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not die");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.server = Self::launch(self.dir.path(), &self.agent_env);
     }
 
     fn work(&self) -> PathBuf {
@@ -518,4 +553,100 @@ fn sm_drives_the_real_claude_code_cli() {
         "real-claude tier: what says ({}): {}",
         what["source"], what["summary"]
     );
+}
+
+/// Claude Code runs this as a prompt hook beside sm's: armed, it SIGKILLs the server the
+/// moment a prompt was taken, before sm can see it submitted on screen.
+fn arm_kill_in_prompt_hook(t: &Tier) {
+    let dir = t.dir.path().display();
+    std::fs::write(t.dir.path().join("server.pid"), t.server.id().to_string()).unwrap();
+    std::fs::write(t.dir.path().join("kill.armed"), "").unwrap();
+    let settings_path = t.dir.path().join("home/.claude/settings.json");
+    let mut settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
+    let kill = format!(
+        "mv {dir}/kill.armed {dir}/kill.taken.$$ 2>/dev/null && kill -9 $(cat {dir}/server.pid); exit 0"
+    );
+    let hooks = settings["hooks"]["UserPromptSubmit"]
+        .as_array_mut()
+        .unwrap();
+    if !hooks.iter().any(|h| h.to_string().contains("kill.armed")) {
+        hooks.push(serde_json::json!({ "hooks": [{ "type": "command", "command": kill }] }));
+    }
+    std::fs::write(&settings_path, settings.to_string()).unwrap();
+}
+
+/// How many times the agent's transcript records `text` as a user prompt: what the model
+/// was given.
+fn prompts_in_transcripts(t: &Tier, text: &str) -> usize {
+    let mut n = 0;
+    let projects = t.dir.path().join("home/.claude/projects");
+    for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let body = std::fs::read_to_string(file.path()).unwrap_or_default();
+            n += body
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| {
+                    v["type"] == "user" && v["message"]["content"].to_string().contains(text)
+                })
+                .count();
+        }
+    }
+    n
+}
+
+#[test]
+fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_hook() {
+    let claude = match claude() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("## real-claude tier SKIPPED: {why}");
+            assert!(
+                std::env::var_os("SM_REQUIRE_REAL_CLAUDE").is_none(),
+                "SM_REQUIRE_REAL_CLAUDE is set but the real CLI is unavailable: {why}"
+            );
+            return;
+        }
+    };
+    let port = (0..1000)
+        .map(|i| 20_000 + ((std::process::id() as u64 * 31 + i * 7919) % 12_000) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap();
+    let mut t = Tier::start_on(&claude, port);
+    let work = t.work();
+    arm_kill_in_prompt_hook(&t);
+    // Disarmed until the prompt under test.
+    std::fs::remove_file(t.dir.path().join("kill.armed")).unwrap();
+    t.spawn("c1", &work, true);
+    t.ok(&["send", "c1", "warm up [[reply warm]]"]);
+    t.idle_with("c1", "● warm");
+    arm_kill_in_prompt_hook(&t);
+    let text = "exactly once please [[reply once done]]";
+    let id = t.json(&["send", "c1", text])["id"].clone();
+    t.restart_after_death();
+    t.idle_with("c1", "● once done");
+    t.until("the message settled", || {
+        event_list(&t).iter().any(|e| {
+            e["kind"]["message"] == id
+                && matches!(
+                    e["kind"]["type"].as_str(),
+                    Some("message_delivered" | "message_failed")
+                )
+        })
+    });
+    let log = events(&t);
+    assert_eq!(
+        prompts_in_transcripts(&t, "exactly once please"),
+        1,
+        "the model got the prompt once; events:\n{log}"
+    );
+    // And delivery goes on.
+    t.ok(&["send", "c1", "after [[reply after done]]"]);
+    t.idle_with("c1", "● after done");
+    assert_eq!(prompts_in_transcripts(&t, "exactly once please"), 1);
 }

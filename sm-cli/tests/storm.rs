@@ -77,10 +77,36 @@ struct Attempt {
 
 #[test]
 fn a_storm_of_sigkills_loses_doubles_and_garbles_nothing() {
-    let agents = knob("SM_STORM_AGENTS", 16) as usize;
-    let messages = knob("SM_STORM_MESSAGES", 2000) as usize;
+    storm(Killer::AtRandom);
+}
+
+/// Every kill lands right after an agent took a prompt and before sm saw it on screen (the
+/// agents' prompt hook kills the server), the prompt hook's report to sm dies with it, and
+/// the agents write their transcripts late, as Claude Code does.
+#[test]
+fn a_storm_of_sigkills_right_after_enter_loses_and_doubles_nothing() {
+    storm(Killer::RightAfterEnter);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Killer {
+    /// At uneven intervals, wherever delivery happens to be.
+    AtRandom,
+    /// The moment an agent has taken a prompt.
+    RightAfterEnter,
+}
+
+fn storm(killer: Killer) {
+    let after_enter = killer == Killer::RightAfterEnter;
+    let (agents, messages, kills) = if after_enter {
+        (8, 400, 12)
+    } else {
+        (16, 2000, 30)
+    };
+    let agents = knob("SM_STORM_AGENTS", agents) as usize;
+    let messages = knob("SM_STORM_MESSAGES", messages) as usize;
     let senders = knob("SM_STORM_SENDERS", 4) as usize;
-    let kills = knob("SM_STORM_KILLS", 30) as usize;
+    let kills = knob("SM_STORM_KILLS", kills) as usize;
     let seed = knob(
         "SM_STORM_SEED",
         std::time::SystemTime::now()
@@ -90,14 +116,28 @@ fn a_storm_of_sigkills_loses_doubles_and_garbles_nothing() {
             | 1,
     );
     println!(
-        "storm: {agents} agents, {messages} messages from {senders} senders, {kills} kills, seed {seed}"
+        "storm ({killer:?}): {agents} agents, {messages} messages from {senders} senders, \
+         {kills} kills, seed {seed}"
     );
 
+    let mut env = vec![("SM_FAKE_IDLE_NOTIFY_MS".into(), "3600000".into())];
+    if after_enter {
+        env.push(("SM_FAKE_TRANSCRIPT_DELAY_MS".into(), "300".into()));
+    }
     let server = Server::start_opts(Options {
         extra_config: "claude:\n  command: sm-test-no-claude-here\n".into(),
         fixed_port: true,
-        env: vec![("SM_FAKE_IDLE_NOTIFY_MS".into(), "3600000".into())],
+        env,
     });
+    if after_enter {
+        // The kill first; the report to sm that follows finds the server dead.
+        let hook = format!(
+            "{}; {} hook user-prompt-submit",
+            server.kill_hook_command(),
+            env!("CARGO_BIN_EXE_sm")
+        );
+        server.set_user_hook("UserPromptSubmit", Some(&hook));
+    }
     let mut names = Vec::new();
     for i in 0..agents {
         let name = format!("a{i}");
@@ -211,7 +251,40 @@ fn a_storm_of_sigkills_loses_doubles_and_garbles_nothing() {
             .filter(|(_, p)| p.starts_with("storm "))
             .count()
     };
-    while kills_done < kills {
+    while kills_done < kills && after_enter {
+        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
+        server.lock().unwrap().arm_kill();
+        // The next prompt any agent takes kills the server; none may come once the senders
+        // are done and everything arrived.
+        let died = until(
+            "a prompt to kill the server",
+            Duration::from_secs(120),
+            || {
+                let mut s = server.lock().unwrap();
+                if !s.is_running() {
+                    return Some(true);
+                }
+                let accepted_so_far = attempts
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a.accepted.is_some())
+                    .count();
+                let idle =
+                    sending.load(Ordering::SeqCst) == 0 && delivered_count(&s) >= accepted_so_far;
+                idle.then_some(false)
+            },
+        );
+        let mut s = server.lock().unwrap();
+        if !died {
+            let _ = std::fs::remove_file(s.dir.path().join("kill.armed"));
+            break;
+        }
+        kills_with_backlog += 1;
+        s.restart_after_death();
+        kills_done += 1;
+    }
+    while kills_done < kills && !after_enter {
         std::thread::sleep(Duration::from_millis(200 + rng.below(900)));
         let mut s = server.lock().unwrap();
         let accepted_so_far = attempts

@@ -18,7 +18,9 @@
 //!
 //! Environment knobs: `SM_FAKE_STARTUP_MS` (start-up pause, default 400),
 //! `SM_FAKE_NOTIFY_MS` (delay of the permission Notification hook, default 6000),
-//! `SM_FAKE_IDLE_NOTIFY_MS` (delay of the idle Notification hook, default 60000).
+//! `SM_FAKE_IDLE_NOTIFY_MS` (delay of the idle Notification hook, default 60000),
+//! `SM_FAKE_TRANSCRIPT_DELAY_MS` (how long after the event each transcript entry is
+//! written, default 0; Claude Code writes a prompt's entry 150–350 ms after its timestamp).
 
 mod hooks;
 mod input;
@@ -96,6 +98,8 @@ struct Context {
     cwd: PathBuf,
     permission_mode: &'static str,
     hooks: Hooks,
+    /// With a transcript delay: the thread that writes entries when they are due, in order.
+    delayed_transcript: Option<Sender<(Instant, Value)>>,
 }
 
 impl Context {
@@ -119,13 +123,40 @@ impl Context {
     }
 
     fn append_transcript(&self, entry: Value) {
-        if let Some(dir) = self.transcript_path.parent() {
+        match &self.delayed_transcript {
+            Some(writer) => {
+                let _ = writer.send((Instant::now(), entry));
+            }
+            None => write_transcript(&self.transcript_path, &entry),
+        }
+    }
+}
+
+/// Starts the thread that writes each transcript entry `delay` after it was made.
+fn delayed_transcript_writer(path: PathBuf, delay: Duration) -> Sender<(Instant, Value)> {
+    let (tx, rx) = mpsc::channel::<(Instant, Value)>();
+    std::thread::spawn(move || {
+        for (made, entry) in rx {
+            let due = made + delay;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            write_transcript(&path, &entry);
+        }
+    });
+    tx
+}
+
+fn write_transcript(path: &std::path::Path, entry: &Value) {
+    {
+        if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.transcript_path)
+            .open(path)
         {
             let _ = f.write_all(format!("{entry}\n").as_bytes());
         }
@@ -258,7 +289,7 @@ fn run() -> anyhow::Result<i32> {
     let hooks = Hooks::load(home.as_deref(), &cwd);
     let ctx = Arc::new(Context {
         session_id: args.session_id.clone(),
-        transcript_path,
+        transcript_path: transcript_path.clone(),
         cwd,
         permission_mode: if args.skip_permissions {
             "bypassPermissions"
@@ -266,6 +297,9 @@ fn run() -> anyhow::Result<i32> {
             "default"
         },
         hooks,
+        delayed_transcript: Some(env_ms("SM_FAKE_TRANSCRIPT_DELAY_MS", 0))
+            .filter(|d| !d.is_zero())
+            .map(|d| delayed_transcript_writer(transcript_path.clone(), d)),
     });
 
     let stdin = rustix::stdio::stdin();

@@ -126,6 +126,19 @@ pub trait TerminalBackend: Send + Sync + 'static {
     /// [`crate::Error::Backend`] when the program cannot be started.
     async fn create(&self, spec: &SpawnSpec) -> Result<()>;
 
+    /// Why `program` could not be started with `env` (e.g. "not on PATH"), checked before
+    /// a session is registered so a misconfigured agent leaves no record; `None` when it
+    /// looks runnable. Backends that run real programs answer with [`missing_program`];
+    /// the default (simulated agents) never objects.
+    fn cannot_run(
+        &self,
+        program: &str,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        let _ = (program, env);
+        None
+    }
+
     /// Types `text` into the terminal literally (Unicode, tabs and newlines included).
     /// Newlines arrive as carriage returns, as a terminal sends them. Text with a newline,
     /// or long text, goes in as one paste — bracketed (`ESC [200~ … ESC [201~`) when the
@@ -276,4 +289,31 @@ pub fn check_spawn_spec(spec: &SpawnSpec) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Why `program` cannot be run, if it cannot: not found on `PATH` (the agent's, else the
+/// server's), or not an executable file. Checked before a session is registered, so a
+/// misconfigured agent leaves no record behind.
+pub fn missing_program(
+    program: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return (!runnable(std::path::Path::new(program)))
+            .then(|| format!("`{program}` is not an executable file"));
+    }
+    let path = env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)));
+    (!found).then(|| {
+        format!("`{program}` is not on PATH (install it, or set its command in the configuration)")
+    })
 }

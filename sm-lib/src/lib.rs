@@ -62,7 +62,7 @@ pub use lock_policy::{Contention, DefaultLockPolicy, LockPolicy};
 pub use memory::MemoryStore;
 pub use memory_backend::MemoryBackend;
 pub use notifier::{FanoutNotifier, Notification, NotificationKind, Notifier};
-pub use store::{MessageFilter, MessageStore};
+pub use store::{Created, MessageFilter, MessageStore, NewSession};
 pub use types::{
     AgentKind, DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
     MessageId, MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp,

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::store::{MessageFilter, MessageStore};
+use crate::store::{Created, MessageFilter, MessageStore, NewSession};
 use crate::types::{
     DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message, MessageId,
     MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp, Wait,
@@ -22,6 +22,8 @@ struct State {
     messages: BTreeMap<MessageId, Message>,
     /// Senders' idempotency keys.
     client_keys: std::collections::HashMap<String, MessageId>,
+    /// Spawners' idempotency keys, with the first message each session was created with.
+    session_keys: std::collections::HashMap<String, (SessionId, Option<MessageId>)>,
     next_message: i64,
     locks: BTreeMap<Workspace, Lock>,
     events: Vec<Event>,
@@ -54,6 +56,72 @@ impl State {
 
     fn message_mut(&mut self, id: MessageId) -> Result<&mut Message> {
         self.messages.get_mut(&id).ok_or(Error::MessageNotFound(id))
+    }
+
+    /// The id of the message `claim_next` would take.
+    fn next_for(&self, target: &SessionId, modes: &[DeliveryMode]) -> Option<MessageId> {
+        // BTreeMap iterates in id order, so the first match per mode is the oldest.
+        self.messages
+            .values()
+            .filter(|m| {
+                &m.target == target && m.state == MessageState::Queued && modes.contains(&m.mode)
+            })
+            .min_by_key(|m| (std::cmp::Reverse(m.mode.priority()), m.id))
+            .map(|m| m.id)
+    }
+
+    fn insert_session(&mut self, session: &Session) -> Result<()> {
+        if self.sessions.iter().any(|s| s.id == session.id) {
+            return Err(Error::SessionExists(session.id.clone()));
+        }
+        if let (Some(name), true) = (&session.name, session.status.is_live()) {
+            self.check_name_free(name, &session.id)?;
+        }
+        self.sessions.push(session.clone());
+        Ok(())
+    }
+
+    fn enqueue(&mut self, message: NewMessage) -> Result<Message> {
+        self.session_index(&message.target)?;
+        if let Some(key) = &message.client_key {
+            if let Some(existing) = self
+                .client_keys
+                .get(key)
+                .and_then(|id| self.messages.get(id))
+            {
+                return crate::store::same_message_for_key(existing.clone(), &message);
+            }
+        }
+        self.next_message += 1;
+        let now = Timestamp::now();
+        let stored = Message {
+            id: MessageId(self.next_message),
+            target: message.target,
+            sender: message.sender,
+            text: message.text,
+            mode: message.mode,
+            state: MessageState::Queued,
+            attempts: 0,
+            reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Some(key) = message.client_key {
+            self.client_keys.insert(key, stored.id);
+        }
+        self.messages.insert(stored.id, stored.clone());
+        Ok(stored)
+    }
+
+    fn append_event(&mut self, session: Option<&SessionId>, kind: EventKind) -> Event {
+        let event = Event {
+            id: EventId(self.events.len() as i64 + 1),
+            at: Timestamp::now(),
+            session: session.cloned(),
+            kind,
+        };
+        self.events.push(event.clone());
+        event
     }
 
     fn holder_is_live(&self, holder: &SessionId) -> bool {
@@ -93,15 +161,77 @@ fn transition(message: &Message, to: MessageState) -> Error {
 #[async_trait]
 impl MessageStore for MemoryStore {
     async fn insert_session(&self, session: &Session) -> Result<()> {
+        self.lock().insert_session(session)
+    }
+
+    async fn create_session(&self, new: NewSession) -> Result<Created> {
         let mut st = self.lock();
-        if st.sessions.iter().any(|s| s.id == session.id) {
-            return Err(Error::SessionExists(session.id.clone()));
+        if let Some((id, first)) = new.client_key.as_ref().and_then(|k| st.session_keys.get(k)) {
+            let session = st.sessions[st.session_index(id)?].clone();
+            let first_message = first.and_then(|m| st.messages.get(&m).cloned());
+            return Ok(Created {
+                session,
+                first_message,
+                inserted: false,
+            });
         }
-        if let (Some(name), true) = (&session.name, session.status.is_live()) {
-            st.check_name_free(name, &session.id)?;
+        if let Some(m) = &new.first_message {
+            if m.target != new.session.id {
+                return Err(Error::InvalidInput(
+                    "a new session's first message must target it".into(),
+                ));
+            }
         }
-        st.sessions.push(session.clone());
-        Ok(())
+        // Check everything before changing anything, so a refusal leaves no trace.
+        if let Some(key) = new
+            .first_message
+            .as_ref()
+            .and_then(|m| m.client_key.as_ref())
+        {
+            if st.client_keys.contains_key(key) {
+                return Err(Error::InvalidInput(
+                    "this client key was already used for a different message".into(),
+                ));
+            }
+        }
+        st.insert_session(&new.session)?;
+        let first_message = match new.first_message {
+            Some(m) => Some(st.enqueue(m)?),
+            None => None,
+        };
+        if let Some(key) = new.client_key {
+            st.session_keys.insert(
+                key,
+                (new.session.id.clone(), first_message.as_ref().map(|m| m.id)),
+            );
+        }
+        Ok(Created {
+            session: new.session,
+            first_message,
+            inserted: true,
+        })
+    }
+
+    async fn end_session(
+        &self,
+        id: &SessionId,
+        status: SessionStatus,
+        reason: &str,
+    ) -> Result<Session> {
+        if status.is_live() {
+            return Err(Error::InvalidInput(format!(
+                "{status} is a live status; a session ends stopped or dead"
+            )));
+        }
+        let mut st = self.lock();
+        let i = st.session_index(id)?;
+        let s = &mut st.sessions[i];
+        if s.status.is_live() {
+            s.status = status;
+            s.status_changed_at = Timestamp::now();
+            s.end_reason = Some(reason.to_string());
+        }
+        Ok(s.clone())
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>> {
@@ -173,32 +303,18 @@ impl MessageStore for MemoryStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<Message> {
-        let mut st = self.lock();
-        st.session_index(&message.target)?;
-        if let Some(key) = &message.client_key {
-            if let Some(existing) = st.client_keys.get(key).and_then(|id| st.messages.get(id)) {
-                return crate::store::same_message_for_key(existing.clone(), &message);
-            }
-        }
-        st.next_message += 1;
-        let now = Timestamp::now();
-        let stored = Message {
-            id: MessageId(st.next_message),
-            target: message.target,
-            sender: message.sender,
-            text: message.text,
-            mode: message.mode,
-            state: MessageState::Queued,
-            attempts: 0,
-            reason: None,
-            created_at: now,
-            updated_at: now,
-        };
-        if let Some(key) = message.client_key {
-            st.client_keys.insert(key, stored.id);
-        }
-        st.messages.insert(stored.id, stored.clone());
-        Ok(stored)
+        self.lock().enqueue(message)
+    }
+
+    async fn peek_next(
+        &self,
+        target: &SessionId,
+        modes: &[DeliveryMode],
+    ) -> Result<Option<Message>> {
+        let st = self.lock();
+        Ok(st
+            .next_for(target, modes)
+            .and_then(|id| st.messages.get(&id).cloned()))
     }
 
     async fn claim_next(
@@ -207,16 +323,7 @@ impl MessageStore for MemoryStore {
         modes: &[DeliveryMode],
     ) -> Result<Option<Message>> {
         let mut st = self.lock();
-        // BTreeMap iterates in id order, so the first match per mode is the oldest.
-        let chosen = st
-            .messages
-            .values()
-            .filter(|m| {
-                &m.target == target && m.state == MessageState::Queued && modes.contains(&m.mode)
-            })
-            .min_by_key(|m| (std::cmp::Reverse(m.mode.priority()), m.id))
-            .map(|m| m.id);
-        let Some(id) = chosen else {
+        let Some(id) = st.next_for(target, modes) else {
             return Ok(None);
         };
         let m = st.message_mut(id)?;
@@ -410,15 +517,19 @@ impl MessageStore for MemoryStore {
     }
 
     async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event> {
+        Ok(self.lock().append_event(session, kind))
+    }
+
+    async fn append_events(
+        &self,
+        session: Option<&SessionId>,
+        kinds: Vec<EventKind>,
+    ) -> Result<Vec<Event>> {
         let mut st = self.lock();
-        let event = Event {
-            id: EventId(st.events.len() as i64 + 1),
-            at: Timestamp::now(),
-            session: session.cloned(),
-            kind,
-        };
-        st.events.push(event.clone());
-        Ok(event)
+        Ok(kinds
+            .into_iter()
+            .map(|k| st.append_event(session, k))
+            .collect())
     }
 
     async fn events(

@@ -37,6 +37,30 @@ pub fn same_message_for_key(existing: Message, repeat: &NewMessage) -> Result<Me
     }
 }
 
+/// A session to register together with its first message ([`MessageStore::create_session`]).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The record, normally in the `Starting` state.
+    pub session: Session,
+    /// The first message for it (its prompt), queued in the same transaction. Its `target`
+    /// is the new session's id.
+    pub first_message: Option<NewMessage>,
+    /// A key chosen by the caller: creating again with the same key returns the session
+    /// already created instead of a second one, so a spawn may be retried safely.
+    pub client_key: Option<String>,
+}
+
+/// What [`MessageStore::create_session`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The session, as stored now.
+    pub session: Session,
+    /// Its first message, as stored now, when one was given.
+    pub first_message: Option<Message>,
+    /// False when a repeated `client_key` found a session created before: nothing was added.
+    pub inserted: bool,
+}
+
 /// Durable state of sm.
 ///
 /// # Shared contract
@@ -58,6 +82,30 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Errors: [`crate::Error::SessionExists`] when the id is taken (by any session, live or
     /// not); [`crate::Error::NameTaken`] when a *live* session has the same name.
     async fn insert_session(&self, session: &Session) -> Result<()>;
+
+    /// Registers a new session and queues its first message in one transaction: either
+    /// both are stored or neither is.
+    ///
+    /// With a `client_key` already used, nothing is added and the session created under
+    /// that key is returned as it is now (whatever its status), with `inserted: false` and
+    /// the first message it was created with.
+    ///
+    /// Errors: as [`MessageStore::insert_session`]; [`crate::Error::InvalidInput`] when the
+    /// first message does not target the new session.
+    async fn create_session(&self, new: NewSession) -> Result<Created>;
+
+    /// Ends a session: sets a status that is not live (`stopped` or `dead`) and records why,
+    /// in one step. Ending an ended session again keeps its first reason and status
+    /// (idempotent).
+    ///
+    /// Errors: [`crate::Error::SessionNotFound`]; [`crate::Error::InvalidInput`] for a live
+    /// status.
+    async fn end_session(
+        &self,
+        id: &SessionId,
+        status: SessionStatus,
+        reason: &str,
+    ) -> Result<Session>;
 
     /// The session with this id, if registered (live or not).
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>>;
@@ -114,6 +162,13 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Exclusive: two concurrent claimers (tasks or processes) never receive the same
     /// message.
     async fn claim_next(
+        &self,
+        target: &SessionId,
+        modes: &[DeliveryMode],
+    ) -> Result<Option<Message>>;
+
+    /// The message [`MessageStore::claim_next`] would take now, without taking it.
+    async fn peek_next(
         &self,
         target: &SessionId,
         modes: &[DeliveryMode],
@@ -206,6 +261,14 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Appends an event stamped now and returns it with its id. Append-only: events are
     /// never changed or reordered.
     async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event>;
+
+    /// Appends several events about one session in one transaction, in the order given,
+    /// and returns them with their ids (consecutive in that order).
+    async fn append_events(
+        &self,
+        session: Option<&SessionId>,
+        kinds: Vec<EventKind>,
+    ) -> Result<Vec<Event>>;
 
     /// Events with id greater than `after` (all when `None`), oldest first, at most `limit`
     /// (0: no limit), optionally only those about `session`.

@@ -304,6 +304,9 @@ pub struct Session {
     pub created_at: Timestamp,
     /// When its status last changed.
     pub status_changed_at: Timestamp,
+    /// Why it ended (killed, exited with a status, could not start, …), once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 impl Session {
@@ -321,6 +324,7 @@ impl Session {
             task: None,
             created_at: now,
             status_changed_at: now,
+            end_reason: None,
         }
     }
 }
@@ -659,6 +663,10 @@ pub enum EventKind {
         /// The agent's transcript file, as the hook reported it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         transcript_path: Option<String>,
+        /// For a prompt submission: a digest of the prompt (whitespace ignored), so restart
+        /// recovery can tell that a message it was typing reached the agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt_digest: Option<String>,
     },
     /// The agent waits for input (e.g. a permission prompt).
     NeedsInput {
@@ -692,6 +700,10 @@ pub enum EventKind {
         text: String,
         /// The target's last assistant message, when known.
         last_message: Option<String>,
+        /// The last message of each turn the target finished since the wait was
+        /// registered, oldest first (a wake names every turn it covers).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        turns: Vec<String>,
     },
     /// The agent used a tool (PreToolUse / PostToolUse hooks).
     ToolUse {

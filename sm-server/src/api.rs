@@ -279,8 +279,7 @@ impl FromRequestParts<AppState> for Authed {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .unwrap_or("");
         let unauthorized = || {
             ApiError::new(
@@ -306,6 +305,38 @@ impl FromRequestParts<AppState> for Authed {
             }
         }
         Ok(Authed(caller))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive,
+/// as HTTP auth schemes are.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// An idempotency key as sent, checked and scoped to its caller (one caller's key never
+/// matches another's request) and to what it keys (`what`).
+fn scoped_key(
+    caller: &Caller,
+    what: &str,
+    key: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) => {
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "idempotency_key must be 1 to 200 characters without control characters",
+            ))
+        }
+        Some(k) => Ok(Some(match caller {
+            Caller::Admin => format!("{what}admin:{k}"),
+            Caller::Session(id) => format!("{what}{id}:{k}"),
+        })),
+        None => Ok(None),
     }
 }
 
@@ -400,6 +431,10 @@ struct SpawnBody {
     #[serde(default)]
     skip_permissions: bool,
     resume: Option<String>,
+    /// Chosen by the caller (e.g. a UUID): repeating a spawn with the same key returns the
+    /// session the first request created instead of starting a second agent. `sm spawn`
+    /// uses it to retry safely through a server restart.
+    idempotency_key: Option<String>,
 }
 
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = SpawnBody, security(("token" = [])), responses((status = 200, body = SessionView, description = "The new agent, ready for input"), (status = 409, body = ErrorBody, description = "Name taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -428,6 +463,7 @@ async fn spawn(
     request.skip_permissions = body.skip_permissions;
     request.resume = body.resume;
     request.wait = body.wait_secs.map(Duration::from_secs);
+    request.client_key = scoped_key(&caller, "spawn:", body.idempotency_key)?;
     let session = state.engine.spawn(&caller, request).await?;
     Ok(Json(view(&state, session)))
 }
@@ -451,21 +487,7 @@ async fn input(
 ) -> ApiResult<sm_lib::Message> {
     let body: InputBody = parse(&body)?;
     let mode: DeliveryMode = body.mode.as_deref().unwrap_or("sequential").parse()?;
-    let key = match body.idempotency_key {
-        Some(k) if k.is_empty() || k.len() > 200 || k.chars().any(char::is_control) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                "idempotency_key must be 1 to 200 characters without control characters",
-            ));
-        }
-        // Keys are per caller: one sender's key never matches another's message.
-        Some(k) => Some(match &caller {
-            Caller::Admin => format!("admin:{k}"),
-            Caller::Session(id) => format!("{id}:{k}"),
-        }),
-        None => None,
-    };
+    let key = scoped_key(&caller, "", body.idempotency_key)?;
     let target = state.engine.resolve(&id).await?;
     let message = state
         .engine
@@ -478,9 +500,13 @@ async fn input(
 #[serde(deny_unknown_fields)]
 struct WatchBody {
     timeout_secs: u64,
+    /// Hold the request until the wait fires and answer what happened, instead of
+    /// answering at once and waking the caller with a message (`sm wait` outside a session).
+    #[serde(default)]
+    block: bool,
 }
 
-#[utoipa::path(post, path = "/sessions/{id}/watch", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = WatchBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "Watching; the caller gets a message later"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sessions/{id}/watch", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = WatchBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "Watching; the caller gets a message later. With block: the outcome (idle, timeout or ended), the last message and every turn finished meanwhile"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn watch(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -496,10 +522,17 @@ async fn watch(
         ));
     }
     let target = state.engine.resolve(&id).await?;
-    state
-        .engine
-        .wait(&caller, &target.id, Duration::from_secs(body.timeout_secs))
-        .await?;
+    let timeout = Duration::from_secs(body.timeout_secs);
+    if body.block {
+        let result = state.engine.wait_for(&target.id, timeout).await?;
+        return Ok(Json(json!({
+            "target": target.id,
+            "outcome": result.outcome,
+            "last_message": result.last_message,
+            "turns": result.turns,
+        })));
+    }
+    state.engine.wait(&caller, &target.id, timeout).await?;
     Ok(Json(
         json!({ "watching": target.id, "timeout_secs": body.timeout_secs }),
     ))

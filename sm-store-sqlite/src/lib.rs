@@ -29,9 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sm_lib::{
-    DeliveryMode, Error, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
-    MessageFilter, MessageId, MessageState, MessageStore, NewMessage, Result, Session, SessionId,
-    SessionName, SessionStatus, Timestamp, Wait, Workspace,
+    Created, DeliveryMode, Error, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
+    MessageFilter, MessageId, MessageState, MessageStore, NewMessage, NewSession, Result, Session,
+    SessionId, SessionName, SessionStatus, Timestamp, Wait, Workspace,
 };
 
 /// How long a write waits for another process holding SQLite's write lock.
@@ -259,8 +259,8 @@ fn blob_to_path(b: Vec<u8>) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(b))
 }
 
-const SESSION_COLUMNS: &str =
-    "id, name, parent, agent, model, working_dir, status, created_at, status_changed_at, task";
+const SESSION_COLUMNS: &str = "id, name, parent, agent, model, working_dir, status, created_at, \
+     status_changed_at, task, end_reason";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -274,6 +274,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         task: row.get("task")?,
         created_at: Timestamp(row.get("created_at")?),
         status_changed_at: Timestamp(row.get("status_changed_at")?),
+        end_reason: row.get("end_reason")?,
     })
 }
 
@@ -429,34 +430,189 @@ fn collect<T>(
     Ok(rows)
 }
 
+fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -> Result<()> {
+    if get_session_tx(conn, &s.id)?.is_some() {
+        return Err(Error::SessionExists(s.id.clone()));
+    }
+    if let (Some(name), true) = (&s.name, s.status.is_live()) {
+        check_name_free(conn, name, &s.id)?;
+    }
+    conn.execute(
+        &format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}, client_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            s.id.as_str(),
+            s.name.as_ref().map(|n| n.as_str()),
+            s.parent.as_ref().map(|p| p.as_str()),
+            s.agent.as_str(),
+            s.model,
+            path_to_blob(&s.working_dir),
+            s.status.as_str(),
+            s.created_at.0,
+            s.status_changed_at.0,
+            s.task,
+            s.end_reason,
+            client_key,
+        ],
+    )
+    .map_err(sql_error("insert session"))?;
+    Ok(())
+}
+
+fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Message> {
+    require_session(conn, &message.target)?;
+    if let Some(key) = &message.client_key {
+        let existing: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM messages WHERE client_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_error("look up a client key"))?;
+        if let Some(id) = existing {
+            let existing = get_message_tx(conn, MessageId(id))?;
+            return sm_lib::store::same_message_for_key(existing, &message);
+        }
+    }
+    let now = Timestamp::now().0;
+    conn.execute(
+        "INSERT INTO messages (target, sender, text, mode, priority, state, attempts, \
+         created_at, updated_at, client_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?7)",
+        params![
+            message.target.as_str(),
+            message.sender.as_ref().map(|s| s.as_str()),
+            message.text,
+            message.mode.as_str(),
+            message.mode.priority(),
+            now,
+            message.client_key,
+        ],
+    )
+    .map_err(sql_error("enqueue"))?;
+    get_message_tx(conn, MessageId(conn.last_insert_rowid()))
+}
+
+fn append_event_tx(
+    conn: &Connection,
+    session: Option<&SessionId>,
+    kind: EventKind,
+) -> Result<Event> {
+    let data = serde_json::to_string(&kind).map_err(|e| Error::store("serialise event", e))?;
+    let at = Timestamp::now();
+    conn.execute(
+        "INSERT INTO events (at, session, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        params![at.0, session.map(|s| s.as_str()), kind.tag(), data],
+    )
+    .map_err(sql_error("append event"))?;
+    Ok(Event {
+        id: EventId(conn.last_insert_rowid()),
+        at,
+        session: session.cloned(),
+        kind,
+    })
+}
+
+/// The priorities of `modes` as an SQL list. They come from our own enum, never from
+/// input, so inlining them is safe.
+fn priority_list(modes: &[DeliveryMode]) -> String {
+    modes
+        .iter()
+        .map(|m| m.priority().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn insert_session(&self, session: &Session) -> Result<()> {
         let s = session.clone();
+        self.write(move |conn| insert_session_tx(conn, &s, None))
+            .await
+    }
+
+    async fn create_session(&self, new: NewSession) -> Result<Created> {
         self.write(move |conn| {
-            if get_session_tx(conn, &s.id)?.is_some() {
-                return Err(Error::SessionExists(s.id.clone()));
+            if let Some(key) = &new.client_key {
+                let existing: Option<(String, Option<i64>)> = conn
+                    .query_row(
+                        "SELECT id, first_message FROM sessions WHERE client_key = ?1",
+                        [key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error("look up a spawn key"))?;
+                if let Some((id, first)) = existing {
+                    let id: SessionId = id.parse()?;
+                    let session = require_session(conn, &id)?;
+                    let first_message = match first {
+                        Some(m) => Some(get_message_tx(conn, MessageId(m))?),
+                        None => None,
+                    };
+                    return Ok(Created {
+                        session,
+                        first_message,
+                        inserted: false,
+                    });
+                }
             }
-            if let (Some(name), true) = (&s.name, s.status.is_live()) {
-                check_name_free(conn, name, &s.id)?;
+            if let Some(m) = &new.first_message {
+                if m.target != new.session.id {
+                    return Err(Error::InvalidInput(
+                        "a new session's first message must target it".into(),
+                    ));
+                }
+            }
+            insert_session_tx(conn, &new.session, new.client_key.as_deref())?;
+            let first_message = match new.first_message {
+                Some(m) => {
+                    let m = enqueue_tx(conn, m)?;
+                    conn.execute(
+                        "UPDATE sessions SET first_message = ?2 WHERE id = ?1",
+                        params![new.session.id.as_str(), m.id.0],
+                    )
+                    .map_err(sql_error("record the first message"))?;
+                    Some(m)
+                }
+                None => None,
+            };
+            Ok(Created {
+                session: new.session,
+                first_message,
+                inserted: true,
+            })
+        })
+        .await
+    }
+
+    async fn end_session(
+        &self,
+        id: &SessionId,
+        status: SessionStatus,
+        reason: &str,
+    ) -> Result<Session> {
+        if status.is_live() {
+            return Err(Error::InvalidInput(format!(
+                "{status} is a live status; a session ends stopped or dead"
+            )));
+        }
+        let id = id.clone();
+        let reason = reason.to_string();
+        self.write(move |conn| {
+            let current = require_session(conn, &id)?;
+            if !current.status.is_live() {
+                return Ok(current);
             }
             conn.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                params![
-                    s.id.as_str(),
-                    s.name.as_ref().map(|n| n.as_str()),
-                    s.parent.as_ref().map(|p| p.as_str()),
-                    s.agent.as_str(),
-                    s.model,
-                    path_to_blob(&s.working_dir),
-                    s.status.as_str(),
-                    s.created_at.0,
-                    s.status_changed_at.0,
-                    s.task,
-                ],
+                "UPDATE sessions SET status = ?2, status_changed_at = ?3, end_reason = ?4 \
+                 WHERE id = ?1",
+                params![id.as_str(), status.as_str(), Timestamp::now().0, reason],
             )
-            .map_err(sql_error("insert session"))?;
-            Ok(())
+            .map_err(sql_error("end session"))?;
+            require_session(conn, &id)
         })
         .await
     }
@@ -572,39 +728,31 @@ impl MessageStore for SqliteStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<Message> {
-        self.write(move |conn| {
-            require_session(conn, &message.target)?;
-            if let Some(key) = &message.client_key {
-                let existing: Option<i64> = conn
-                    .query_row(
-                        "SELECT id FROM messages WHERE client_key = ?1",
-                        [key],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_error("look up a client key"))?;
-                if let Some(id) = existing {
-                    let existing = get_message_tx(conn, MessageId(id))?;
-                    return sm_lib::store::same_message_for_key(existing, &message);
-                }
-            }
-            let now = Timestamp::now().0;
-            conn.execute(
-                "INSERT INTO messages (target, sender, text, mode, priority, state, attempts, \
-                 created_at, updated_at, client_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?7)",
-                params![
-                    message.target.as_str(),
-                    message.sender.as_ref().map(|s| s.as_str()),
-                    message.text,
-                    message.mode.as_str(),
-                    message.mode.priority(),
-                    now,
-                    message.client_key,
-                ],
+        self.write(move |conn| enqueue_tx(conn, message)).await
+    }
+
+    async fn peek_next(
+        &self,
+        target: &SessionId,
+        modes: &[DeliveryMode],
+    ) -> Result<Option<Message>> {
+        if modes.is_empty() {
+            return Ok(None);
+        }
+        let priorities = priority_list(modes);
+        let target = target.clone();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE target = ?1 \
+                     AND state = 'queued' AND priority IN ({priorities}) \
+                     ORDER BY priority DESC, id LIMIT 1"
+                ),
+                [target.as_str()],
+                message_from_row,
             )
-            .map_err(sql_error("enqueue"))?;
-            get_message_tx(conn, MessageId(conn.last_insert_rowid()))
+            .optional()
+            .map_err(sql_error("peek at the queue"))
         })
         .await
     }
@@ -617,12 +765,7 @@ impl MessageStore for SqliteStore {
         if modes.is_empty() {
             return Ok(None);
         }
-        // Priorities come from our own enum, never from input, so inlining them is safe.
-        let priorities = modes
-            .iter()
-            .map(|m| m.priority().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let priorities = priority_list(modes);
         let target = target.clone();
         self.write(move |conn| {
             conn.query_row(
@@ -915,21 +1058,21 @@ impl MessageStore for SqliteStore {
 
     async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event> {
         let session = session.cloned();
+        self.write(move |conn| append_event_tx(conn, session.as_ref(), kind))
+            .await
+    }
+
+    async fn append_events(
+        &self,
+        session: Option<&SessionId>,
+        kinds: Vec<EventKind>,
+    ) -> Result<Vec<Event>> {
+        let session = session.cloned();
         self.write(move |conn| {
-            let data =
-                serde_json::to_string(&kind).map_err(|e| Error::store("serialise event", e))?;
-            let at = Timestamp::now();
-            conn.execute(
-                "INSERT INTO events (at, session, kind, data) VALUES (?1, ?2, ?3, ?4)",
-                params![at.0, session.as_ref().map(|s| s.as_str()), kind.tag(), data],
-            )
-            .map_err(sql_error("append event"))?;
-            Ok(Event {
-                id: EventId(conn.last_insert_rowid()),
-                at,
-                session,
-                kind,
-            })
+            kinds
+                .into_iter()
+                .map(|k| append_event_tx(conn, session.as_ref(), k))
+                .collect()
         })
         .await
     }

@@ -74,6 +74,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN client_key TEXT;
     CREATE UNIQUE INDEX messages_client_key ON messages (client_key) WHERE client_key IS NOT NULL;
     ",
+    // 5: spawners' idempotency keys, each session's first message, why a session ended.
+    "
+    ALTER TABLE sessions ADD COLUMN client_key TEXT;
+    ALTER TABLE sessions ADD COLUMN first_message INTEGER;
+    ALTER TABLE sessions ADD COLUMN end_reason TEXT;
+    CREATE UNIQUE INDEX sessions_client_key ON sessions (client_key) WHERE client_key IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -60,16 +60,21 @@ pub fn new(
     json_out: bool,
 ) -> Result<(), CliError> {
     let dir = super::absolute_dir(dir)?;
-    let session = client.post(
+    let session = client.post_idempotent(
         "/sessions",
-        &serde_json::json!({ "agent": agent, "name": name, "working_dir": dir }),
+        &serde_json::json!({
+            "agent": agent,
+            "name": name,
+            "working_dir": dir,
+            "idempotency_key": sm_lib::SessionId::new_random().to_string(),
+        }),
     )?;
     let id = session["id"].as_str().unwrap_or_default().to_string();
     if no_attach {
         if json_out {
             crate::output::json(&session);
         } else {
-            println!("{id}");
+            super::spawn::print_spawned(&session);
         }
         return Ok(());
     }

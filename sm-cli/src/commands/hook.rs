@@ -1,7 +1,6 @@
 //! `sm hook <event>`: forwards a Claude Code hook's JSON to the server. An instant no-op
-//! outside managed sessions or when the server is down: a hook must never block its agent.
-
-use std::io::Read;
+//! outside managed sessions or when the server is down, and bounded everywhere (stdin and
+//! the request each give up after 2 s): a hook must never block its agent.
 
 use serde_json::Value;
 
@@ -12,8 +11,9 @@ pub fn run(event: &str, client: Option<Client>) -> i32 {
     if my_session().is_none() {
         return 0;
     }
-    let mut input = String::new();
-    let _ = std::io::stdin().take(4 << 20).read_to_string(&mut input);
+    // A stdin that never closes costs the payload, never the agent's time: the event is
+    // still reported, with what is known.
+    let input = super::read_stdin_within(4 << 20, super::HOOK_STDIN_TIMEOUT).unwrap_or_default();
     let payload = serde_json::from_str::<Value>(&input)
         .ok()
         .filter(Value::is_object)

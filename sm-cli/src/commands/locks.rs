@@ -1,7 +1,5 @@
 //! `sm lock`, `sm unlock`, `sm auto-lock` (the PreToolUse hook for file writes).
 
-use std::io::Read;
-
 use serde_json::{Value, json};
 
 use crate::client::{CliError, Client, my_session};
@@ -41,8 +39,11 @@ pub fn auto_lock(client: Option<Client>) -> i32 {
     if my_session().is_none() {
         return 0;
     }
-    let mut input = String::new();
-    let _ = std::io::stdin().take(4 << 20).read_to_string(&mut input);
+    // No JSON within the hook's time (a stdin left open): nothing names a file to lock,
+    // so the write goes on, as when the server is down.
+    let Some(input) = super::read_stdin_within(4 << 20, super::HOOK_STDIN_TIMEOUT) else {
+        return 0;
+    };
     let Ok(payload) = serde_json::from_str::<Value>(&input) else {
         return 0;
     };

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::client::{CliError, Client, enc};
+use serde_json::Value;
+
+use crate::client::{CliError, Client, enc, my_session};
 use crate::output;
 
 /// Arguments of `sm send`.
@@ -42,7 +44,7 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
     let key = sm_lib::SessionId::new_random().to_string();
     let body = json!({ "text": text, "mode": mode, "idempotency_key": key });
     let path = format!("/sessions/{}/input", enc(&args.target));
-    let message = post_retrying(client, &path, &body)?;
+    let message = client.post_idempotent(&path, &body)?;
     if let Some(secs) = args.wait {
         watch(client, &args.target, secs)?;
     }
@@ -55,36 +57,6 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
         );
     }
     Ok(())
-}
-
-/// Posts `body`; when the connection breaks after the request went out (the server may have
-/// stored it), retries the same request for up to 30 s — through a server restart — so the
-/// caller learns what happened. Safe only for requests carrying an idempotency key.
-fn post_retrying(
-    client: &Client,
-    path: &str,
-    body: &serde_json::Value,
-) -> Result<serde_json::Value, CliError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut pause = std::time::Duration::from_millis(50);
-    let mut maybe_stored = false;
-    loop {
-        match client.post(path, body) {
-            // Not sent at all, and nothing sent before: say so at once.
-            Err(CliError::ServerDown(url)) if !maybe_stored => {
-                return Err(CliError::ServerDown(url));
-            }
-            Err(CliError::Interrupted(url) | CliError::ServerDown(url)) => {
-                maybe_stored = true;
-                if std::time::Instant::now() >= deadline {
-                    return Err(CliError::Interrupted(url));
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// The message from standard input, refused when it is not UTF-8 or absurdly large.
@@ -126,8 +98,13 @@ pub struct WaitArgs {
     pub seconds: u64,
 }
 
-/// Runs `sm wait`: returns at once; a message wakes the caller later.
+/// Runs `sm wait`. Inside a session it returns at once and a message wakes the caller
+/// later. Outside one (a person, a script) nobody could be woken, so it blocks until the
+/// target finishes its turn (exit 0), ends (exit 1) or the time is up (exit 4).
 pub fn wait(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliError> {
+    if my_session().is_none() {
+        return wait_here(client, args, json_out);
+    }
     let answer = watch(client, &args.target, args.seconds)?;
     if json_out {
         output::json(&answer);
@@ -138,4 +115,51 @@ pub fn wait(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliEr
         );
     }
     Ok(())
+}
+
+fn wait_here(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliError> {
+    // The server holds the request for as long as the wait; allow a little more.
+    let client = client.with_timeout(std::time::Duration::from_secs(args.seconds + 30));
+    let answer = client.post(
+        &format!("/sessions/{}/watch", enc(&args.target)),
+        &json!({ "timeout_secs": args.seconds, "block": true }),
+    )?;
+    let outcome = answer["outcome"].as_str().unwrap_or("");
+    if json_out {
+        output::json(&answer);
+    } else {
+        let target = &args.target;
+        let turns: Vec<&str> = answer["turns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match outcome {
+            "idle" => {
+                println!("{target} finished its turn");
+                if turns.len() > 1 {
+                    for (i, t) in turns.iter().enumerate() {
+                        println!("turn {}: {}", i + 1, sanitize_line(t));
+                    }
+                } else if let Some(m) = turns.first().copied().or(answer["last_message"].as_str()) {
+                    println!("last message: {}", sanitize_line(m));
+                }
+            }
+            "timeout" => println!("{target} is still busy after {}s", args.seconds),
+            _ => println!("{target} ended"),
+        }
+    }
+    match outcome {
+        "idle" => Ok(()),
+        "timeout" => Err(CliError::TimedOut),
+        _ => Err(CliError::No),
+    }
+}
+
+/// Agent-written text made safe for a terminal line: control characters shown as spaces.
+fn sanitize_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

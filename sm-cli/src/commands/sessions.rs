@@ -78,7 +78,16 @@ pub fn others(client: &Client, json_out: bool) -> Result<(), CliError> {
 /// exits 0 when alone, 1 when not).
 pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
     let me = client.get("/me")?;
-    let dir = me["working_dir"].as_str().map(str::to_string);
+    // Outside a session "my directory" is where the command runs (as the server would
+    // record it: absolute, symlinks resolved).
+    let dir = match me["working_dir"].as_str() {
+        Some(d) => Some(d.to_string()),
+        None => {
+            let here = std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?;
+            let here = here.canonicalize().unwrap_or(here);
+            Some(here.display().to_string())
+        }
+    };
     let others: Vec<Value> = list(client)?
         .into_iter()
         .filter(|s| live(s) && s["id"] != me["id"] && s["working_dir"].as_str() == dir.as_deref())

@@ -32,6 +32,15 @@ pub struct Args {
     pub skip_permissions: bool,
 }
 
+/// The line `sm spawn` and `sm new --no-attach` print for a new session.
+pub fn print_spawned(session: &serde_json::Value) {
+    println!(
+        "spawned {} [{}]",
+        output::label(session),
+        session["id"].as_str().unwrap_or("")
+    );
+}
+
 /// Runs `sm spawn`.
 pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> {
     let dir = super::absolute_dir(args.dir)?;
@@ -43,16 +52,15 @@ pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> 
         "agent": args.agent,
         "wait_secs": args.wait,
         "skip_permissions": args.skip_permissions,
+        // One key for every attempt: a retry after a broken connection gets the agent the
+        // first attempt started, not a second one.
+        "idempotency_key": sm_lib::SessionId::new_random().to_string(),
     });
-    let session = client.post("/sessions", &body)?;
+    let session = client.post_idempotent("/sessions", &body)?;
     if json_out {
         output::json(&session);
     } else {
-        println!(
-            "spawned {} [{}]",
-            output::label(&session),
-            session["id"].as_str().unwrap_or("")
-        );
+        print_spawned(&session);
         if args.wait.is_some() {
             println!("you will get a message when it finishes its first turn");
         }

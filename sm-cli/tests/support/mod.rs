@@ -440,3 +440,98 @@ pub fn free_port() -> u16 {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+impl Server {
+    /// Every message in the server's store, read from its database file (the server may be
+    /// running: SQLite's WAL lets another process read alongside).
+    pub fn messages(&self) -> Vec<sm_lib::Message> {
+        let db = self.dir.path().join("state/sm.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sm_lib::MessageStore;
+            let store = sm_store_sqlite::SqliteStore::open(&db).await.unwrap();
+            store
+                .list_messages(&sm_lib::MessageFilter::default())
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Every registered wait.
+    pub fn waits(&self) -> Vec<sm_lib::Wait> {
+        let db = self.dir.path().join("state/sm.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sm_lib::MessageStore;
+            let store = sm_store_sqlite::SqliteStore::open(&db).await.unwrap();
+            store.list_waits(None).await.unwrap()
+        })
+    }
+
+    /// The stored message whose text is `text`, once it exists.
+    pub fn message(&self, text: &str) -> Option<sm_lib::Message> {
+        self.messages().into_iter().find(|m| m.text == text)
+    }
+
+    /// Replaces the agents' user-level Claude Code hooks for `event` (`None` removes them).
+    /// Agents read their hooks when they start, so call it before spawning.
+    pub fn set_user_hook(&self, event: &str, command: Option<&str>) {
+        let path = self.dir.path().join("home/.claude/settings.json");
+        let mut settings: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let hooks = settings["hooks"].as_object_mut().unwrap();
+        match command {
+            Some(c) => {
+                hooks.insert(
+                    event.to_string(),
+                    serde_json::json!([{ "hooks": [{ "type": "command", "command": c }] }]),
+                );
+            }
+            None => {
+                hooks.remove(event);
+            }
+        }
+        std::fs::write(&path, settings.to_string()).unwrap();
+    }
+
+    /// A hook command that SIGKILLs this server (whatever its pid then) the first time it
+    /// runs after [`Server::arm_kill`], and does nothing otherwise. Runs in the agent, so
+    /// the kill lands at an exact point of the agent's own sequence.
+    pub fn kill_hook_command(&self) -> String {
+        let dir = self.dir.path().display();
+        format!(
+            "mv {dir}/kill.armed {dir}/kill.taken.$$ 2>/dev/null && kill -9 $(cat {dir}/server.pid); exit 0"
+        )
+    }
+
+    /// Makes the next run of [`Server::kill_hook_command`] kill the server.
+    pub fn arm_kill(&self) {
+        std::fs::write(
+            self.dir.path().join("server.pid"),
+            self.child.id().to_string(),
+        )
+        .unwrap();
+        std::fs::write(self.dir.path().join("kill.armed"), "").unwrap();
+    }
+
+    /// Whether an armed kill is still waiting for its hook.
+    pub fn kill_armed(&self) -> bool {
+        self.dir.path().join("kill.armed").exists()
+    }
+
+    /// Waits until the server process has died (killed by a hook), then restarts it on the
+    /// same state dir, socket and port.
+    pub fn restart_after_death(&mut self) {
+        until("the server to die", DEADLINE, || {
+            self.child.try_wait().ok().flatten().map(|_| ())
+        });
+        self.kill9();
+        self.restart();
+    }
+}

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::store::{MessageFilter, MessageStore};
+use crate::store::{MessageFilter, MessageStore, NewSession};
 use crate::types::{
     AgentKind, DeliveryMode, EventKind, LockKind, LockRequest, MessageState, NewMessage, Session,
     SessionId, SessionName, SessionStatus, Timestamp, Workspace,
@@ -48,6 +48,11 @@ macro_rules! message_store_conformance {
             event_log_keeps_append_order_and_filters,
             waits_are_kept_until_removed,
             tasks_are_set_and_cleared,
+            a_session_and_its_first_message_are_created_together,
+            a_repeated_spawn_key_returns_the_first_session,
+            ending_a_session_records_why_once,
+            peek_shows_the_next_claim_without_taking_it,
+            a_batch_of_events_is_appended_in_order,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -803,6 +808,7 @@ pub async fn event_log_keeps_append_order_and_filters(store: Store) {
                 EventKind::Hook {
                     event: "Stop".into(),
                     transcript_path: Some("/tmp/t.jsonl".into()),
+                    prompt_digest: Some("00ff".into()),
                 },
             )
             .await
@@ -880,4 +886,233 @@ pub async fn tasks_are_set_and_cleared(store: Store) {
         .await
         .expect_err("unknown");
     assert!(matches!(err, Error::SessionNotFound(_)), "{err:?}");
+}
+
+/// `create_session` stores the session and its first message in one step; a refusal
+/// (the name is taken) leaves neither.
+pub async fn a_session_and_its_first_message_are_created_together(store: Store) {
+    let s = session(Some("first"));
+    let created = store
+        .create_session(NewSession {
+            session: s.clone(),
+            first_message: Some(msg(&s.id, "hello", DeliveryMode::Sequential)),
+            client_key: None,
+        })
+        .await
+        .expect("create");
+    assert!(created.inserted);
+    assert_eq!(created.session, s);
+    let first = created.first_message.expect("first message");
+    assert_eq!(
+        (first.text.as_str(), first.state),
+        ("hello", MessageState::Queued)
+    );
+    assert_eq!(
+        store.get_session(&s.id).await.expect("get"),
+        Some(s.clone())
+    );
+    let clash = session(Some("first"));
+    let refused = store
+        .create_session(NewSession {
+            session: clash.clone(),
+            first_message: Some(msg(&clash.id, "lost?", DeliveryMode::Sequential)),
+            client_key: None,
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(Error::NameTaken { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_session(&clash.id).await.expect("get"), None);
+    let all = store
+        .list_messages(&MessageFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        all.len(),
+        1,
+        "the refused session's message was stored: {all:?}"
+    );
+    let stray = session(None);
+    let wrong_target = store
+        .create_session(NewSession {
+            session: stray.clone(),
+            first_message: Some(msg(&s.id, "elsewhere", DeliveryMode::Sequential)),
+            client_key: None,
+        })
+        .await;
+    assert!(
+        matches!(wrong_target, Err(Error::InvalidInput(_))),
+        "{wrong_target:?}"
+    );
+    assert_eq!(store.get_session(&stray.id).await.expect("get"), None);
+}
+
+/// A repeated spawn key adds nothing and returns the session (and first message) the first
+/// call created, as they are now.
+pub async fn a_repeated_spawn_key_returns_the_first_session(store: Store) {
+    let s = session(Some("keyed"));
+    let new = |s: &Session| NewSession {
+        session: s.clone(),
+        first_message: Some(msg(&s.id, "do it", DeliveryMode::Sequential)),
+        client_key: Some("caller:spawn-1".into()),
+    };
+    let first = store.create_session(new(&s)).await.expect("create");
+    store
+        .set_status(&s.id, SessionStatus::Idle)
+        .await
+        .expect("status");
+    let other = session(Some("keyed-again"));
+    let again = store.create_session(new(&other)).await.expect("repeat");
+    assert!(!again.inserted);
+    assert_eq!(again.session.id, s.id);
+    assert_eq!(again.session.status, SessionStatus::Idle);
+    assert_eq!(
+        again.first_message.map(|m| m.id),
+        first.first_message.map(|m| m.id)
+    );
+    assert_eq!(store.get_session(&other.id).await.expect("get"), None);
+    let all = store
+        .list_messages(&MessageFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 1);
+    let unkeyed = store
+        .create_session(NewSession {
+            session: session(None),
+            first_message: None,
+            client_key: Some("caller:spawn-2".into()),
+        })
+        .await
+        .expect("create without a message");
+    assert!(unkeyed.inserted && unkeyed.first_message.is_none());
+}
+
+/// `end_session` sets a final status with its reason; a second end changes nothing; a live
+/// status is refused.
+pub async fn ending_a_session_records_why_once(store: Store) {
+    let s = registered(&store, Some("ender")).await;
+    let refused = store
+        .end_session(&s.id, SessionStatus::Idle, "not an end")
+        .await;
+    assert!(
+        matches!(refused, Err(Error::InvalidInput(_))),
+        "{refused:?}"
+    );
+    let ended = store
+        .end_session(
+            &s.id,
+            SessionStatus::Dead,
+            "could not start: no such program",
+        )
+        .await
+        .expect("end");
+    assert_eq!(ended.status, SessionStatus::Dead);
+    assert_eq!(
+        ended.end_reason.as_deref(),
+        Some("could not start: no such program")
+    );
+    let again = store
+        .end_session(&s.id, SessionStatus::Stopped, "later")
+        .await
+        .expect("end again");
+    assert_eq!(again, ended);
+    let stored = store.get_session(&s.id).await.expect("get").expect("there");
+    assert_eq!(stored, ended);
+    assert_eq!(
+        store
+            .find_live_by_name(&"ender".parse().expect("name"))
+            .await
+            .expect("find"),
+        None
+    );
+    let missing = store
+        .end_session(&SessionId::new_random(), SessionStatus::Dead, "x")
+        .await;
+    assert!(
+        matches!(missing, Err(Error::SessionNotFound(_))),
+        "{missing:?}"
+    );
+}
+
+/// `peek_next` names the message `claim_next` takes next, in the same order, and takes
+/// nothing.
+pub async fn peek_shows_the_next_claim_without_taking_it(store: Store) {
+    let s = registered(&store, None).await;
+    assert_eq!(
+        store
+            .peek_next(&s.id, &DeliveryMode::BY_PRIORITY)
+            .await
+            .expect("peek"),
+        None
+    );
+    for (text, mode) in [
+        ("seq", DeliveryMode::Sequential),
+        ("imp", DeliveryMode::Important),
+        ("urg", DeliveryMode::Urgent),
+    ] {
+        store
+            .enqueue(msg(&s.id, text, mode))
+            .await
+            .expect("enqueue");
+    }
+    for modes in [
+        &DeliveryMode::BY_PRIORITY[..],
+        &[DeliveryMode::Sequential, DeliveryMode::Important][..],
+        &[DeliveryMode::Sequential][..],
+        &[][..],
+    ] {
+        let peeked = store.peek_next(&s.id, modes).await.expect("peek");
+        let again = store.peek_next(&s.id, modes).await.expect("peek");
+        assert_eq!(peeked, again, "a peek took something");
+        if let Some(p) = &peeked {
+            assert_eq!(p.state, MessageState::Queued);
+            assert_eq!(p.attempts, 0);
+        }
+        let claimed = store.claim_next(&s.id, modes).await.expect("claim");
+        assert_eq!(peeked.map(|m| m.id), claimed.as_ref().map(|m| m.id));
+        if let Some(c) = claimed {
+            store.requeue(c.id, "put back").await.expect("requeue");
+        }
+    }
+}
+
+/// `append_events` appends a batch in its order, with increasing ids, after what was there.
+pub async fn a_batch_of_events_is_appended_in_order(store: Store) {
+    let s = registered(&store, None).await;
+    let before = store
+        .append_event(
+            Some(&s.id),
+            EventKind::Note {
+                text: "before".into(),
+            },
+        )
+        .await
+        .expect("append");
+    let batch = store
+        .append_events(
+            Some(&s.id),
+            (0..50)
+                .map(|i| EventKind::Note {
+                    text: format!("batch {i}"),
+                })
+                .collect(),
+        )
+        .await
+        .expect("append batch");
+    assert_eq!(batch.len(), 50);
+    assert!(batch[0].id > before.id);
+    assert!(batch.windows(2).all(|w| w[0].id < w[1].id));
+    let stored = store
+        .events(Some(before.id), Some(&s.id), 0)
+        .await
+        .expect("events");
+    assert_eq!(stored, batch);
+    assert!(
+        store
+            .append_events(None, Vec::new())
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
 }

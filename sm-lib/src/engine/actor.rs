@@ -37,6 +37,14 @@ const MAX_ATTEMPTS: u32 = 5;
 const ESCAPE_GAP: Duration = Duration::from_millis(150);
 /// How long the first Enter gets to show on screen before it is pressed once more.
 const SUBMIT_PATIENCE: Duration = Duration::from_secs(2);
+/// After a restart, how long past its claim a message's fate may still be unwritten: Claude
+/// Code appends a prompt to its transcript 150–350 ms after submitting it.
+const RECOVERY_SETTLE: Duration = Duration::from_secs(3);
+/// How often recovery looks again within that time.
+const RECOVERY_POLL: Duration = Duration::from_millis(100);
+/// Why a message whose fate recovery could not tell is failed rather than typed again.
+const MAYBE_DELIVERED: &str =
+    "it may have reached the agent before the restart; not typed again to avoid a duplicate";
 /// How often the screen is read while verifying a delivery step.
 const VERIFY_POLL: Duration = Duration::from_millis(15);
 
@@ -56,8 +64,9 @@ pub(crate) enum Command {
         option: usize,
         reply: oneshot::Sender<Result<String>>,
     },
-    /// The session is being killed; the exit that follows is a kill.
-    Killing,
+    /// The session is being killed; the exit that follows is a kill, for this reason
+    /// (`None`: a plain kill).
+    Killing(Option<String>),
     /// The terminal is gone.
     Exited { status: Option<i32>, reason: String },
     /// Events may have been missed: check liveness and the screen.
@@ -107,6 +116,8 @@ pub(crate) struct Actor {
     idle_since: Option<Instant>,
     idle_notified: bool,
     killing: bool,
+    /// Why the session is being killed, when it is not a plain kill.
+    kill_reason: Option<String>,
     session_ended: bool,
     last_message: Option<String>,
     /// Text in the input box that sm did not type, and since when it has been unchanged.
@@ -121,7 +132,15 @@ pub(crate) struct Actor {
     stopped_at: Option<Instant>,
     /// The last blocked delivery is worth retrying almost at once (a screen still settling).
     retry_soon: bool,
+    /// Turns this actor saw end, newest last (when, and the last message): a wake names
+    /// every turn since its wait was registered.
+    finished_turns: std::collections::VecDeque<(Timestamp, Option<String>)>,
 }
+
+/// How many finished turns an actor remembers for its wakes.
+const TURNS_REMEMBERED: usize = 20;
+/// How many turns one wake names (the most recent ones).
+const TURNS_PER_WAKE: usize = 5;
 
 /// Text as compared with what a screen shows: without whitespace (wrapping, tabs shown as
 /// spaces) and without invisible format characters, which terminals drop or merge into
@@ -181,6 +200,7 @@ impl Actor {
             idle_since: None,
             idle_notified: false,
             killing: false,
+            kill_reason: None,
             session_ended: false,
             last_message: None,
             foreign_input: None,
@@ -188,6 +208,7 @@ impl Actor {
             unlanded: None,
             stopped_at: None,
             retry_soon: false,
+            finished_turns: std::collections::VecDeque::new(),
         }
     }
 
@@ -242,6 +263,14 @@ impl Actor {
             };
             let Some(command) = command else { break };
             running = self.handle(command).await;
+            // Take whatever else is waiting before looking at the queue again: a burst of
+            // sends is one look, not one per message, and an exit is never stuck behind it.
+            while running {
+                match commands.try_recv() {
+                    Ok(command) => running = self.handle(command).await,
+                    Err(_) => break,
+                }
+            }
         }
         self.engine.actor_finished(&self.id);
     }
@@ -291,7 +320,10 @@ impl Actor {
                 let result = self.answer(option).await;
                 let _ = reply.send(result);
             }
-            Command::Killing => self.killing = true,
+            Command::Killing(reason) => {
+                self.killing = true;
+                self.kill_reason = reason;
+            }
             Command::Exited { status, reason } => {
                 self.on_exit(status, reason).await;
                 return false;
@@ -332,14 +364,17 @@ impl Actor {
             .filter(|(_, due)| *due <= now)
             .map(|(w, _)| w.clone())
             .collect();
-        for wait in expired {
-            let secs = (wait.deadline.0 - wait.created_at.0).max(0) / 1000;
-            let text = format!(
-                "[sm] wait on {} timed out after {secs}s; it is still {}.",
-                display_name(&self.session),
-                self.status
-            );
-            self.fire_wait(&wait, text, WaitOutcome::Timeout).await;
+        if !expired.is_empty() {
+            let (name, status) = (display_name(&self.session), self.status);
+            self.fire_waits(expired, WaitOutcome::Timeout, |waits| {
+                let secs = waits
+                    .iter()
+                    .map(|w| (w.deadline.0 - w.created_at.0).max(0) / 1000)
+                    .max()
+                    .unwrap_or(0);
+                format!("[sm] wait on {name} timed out after {secs}s; it is still {status}.")
+            })
+            .await;
         }
         if self.status == SessionStatus::Idle && !self.idle_notified {
             if let Some(since) = self.idle_since {
@@ -426,6 +461,11 @@ impl Actor {
             Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot release auto-locks"),
         }
         if (from_hook || was_busy) && !std::mem::replace(&mut self.turn_reported, true) {
+            if self.finished_turns.len() >= TURNS_REMEMBERED {
+                self.finished_turns.pop_front();
+            }
+            self.finished_turns
+                .push_back((Timestamp::now(), last_message.clone()));
             self.notify(NotificationKind::TurnCompleted {
                 last_message: last_message.clone(),
             });
@@ -507,16 +547,6 @@ impl Actor {
 
     async fn on_hook(&mut self, event: HookEvent) {
         tracing::debug!(session = %self.id, event = %event.event, "hook");
-        let transcript_path = event
-            .payload
-            .get("transcript_path")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        self.record(EventKind::Hook {
-            event: event.event.clone(),
-            transcript_path,
-        })
-        .await;
         let field = |k: &str| {
             event
                 .payload
@@ -681,46 +711,112 @@ impl Actor {
             return;
         }
         match pending_for(self.inner().store.as_ref(), &self.id).await {
-            Ok(pending) if pending.is_empty() => {}
+            Ok(false) => {}
             _ => return,
         }
-        let last = self
-            .last_message
-            .as_deref()
-            .map(|m| {
-                let short: String = m.chars().take(300).collect();
-                format!(" Last message: {short}")
-            })
-            .unwrap_or_default();
-        let text = format!(
-            "[sm] {} is idle: its turn is done.{last}",
-            display_name(&self.session)
-        );
-        for (wait, _) in std::mem::take(&mut self.waits) {
-            self.fire_wait(&wait, text.clone(), WaitOutcome::Idle).await;
-        }
+        let waits: Vec<Wait> = self.waits.iter().map(|(w, _)| w.clone()).collect();
+        self.fire_waits(waits, WaitOutcome::Idle, |_| String::new())
+            .await;
     }
 
-    async fn fire_wait(&mut self, wait: &Wait, text: String, outcome: WaitOutcome) {
-        self.waits.retain(|(w, _)| w.id != wait.id);
-        if let Err(e) = self.inner().store.remove_wait(wait.id).await {
-            tracing::warn!(error = %e, "cannot remove a wait");
+    /// The turns finished at or after `since`, oldest first.
+    fn turns_since(&self, since: Timestamp) -> Vec<String> {
+        self.finished_turns
+            .iter()
+            .filter(|(at, _)| at.0 >= since.0)
+            .map(|(_, m)| m.clone().unwrap_or_else(|| "(no message)".into()))
+            .collect()
+    }
+
+    /// The wake text for an idle target: its last message, or every turn it finished
+    /// since the wait was registered, so an EM that waited across several turns hears of
+    /// each one.
+    fn idle_wake_text(&self, turns: &[String]) -> String {
+        let name = display_name(&self.session);
+        let short = |m: &str, n: usize| -> String {
+            let cut: String = m.chars().take(n).collect();
+            if cut.len() < m.len() {
+                format!("{cut}…")
+            } else {
+                cut
+            }
+        };
+        if turns.len() <= 1 {
+            let last = turns
+                .first()
+                .cloned()
+                .or_else(|| self.last_message.clone())
+                .map(|m| format!(" Last message: {}", short(&m, 300)))
+                .unwrap_or_default();
+            return format!("[sm] {name} is idle: its turn is done.{last}");
         }
-        self.record(EventKind::WaitFired {
-            wait: wait.id,
-            waiter: wait.waiter.clone(),
-            outcome,
-            text: text.clone(),
-            last_message: self.last_message.clone(),
-        })
-        .await;
-        if let Some(waiter) = &wait.waiter {
-            if let Err(e) = self
-                .engine
-                .enqueue(None, waiter, text, DeliveryMode::Important)
-                .await
-            {
-                tracing::info!(waiter = %waiter, error = %e, "cannot wake a waiter");
+        let shown = &turns[turns.len().saturating_sub(TURNS_PER_WAKE)..];
+        let skipped = turns.len() - shown.len();
+        let mut text = format!(
+            "[sm] {name} is idle: {} turns done since you waited.",
+            turns.len()
+        );
+        if skipped > 0 {
+            text.push_str(&format!(" ({skipped} earlier not shown.)"));
+        }
+        for (i, m) in shown.iter().enumerate() {
+            text.push_str(&format!(" Turn {}: {}", skipped + i + 1, short(m, 200)));
+        }
+        text
+    }
+
+    /// Fires `waits` with `outcome`: each is removed and recorded, and each waiter gets
+    /// one message, however many of its waits fired together (two waits of one EM on one
+    /// target never wake it twice). `text_for` words the message for one waiter's waits;
+    /// idle wakes are worded here, from the turns they cover.
+    async fn fire_waits(
+        &mut self,
+        waits: Vec<Wait>,
+        outcome: WaitOutcome,
+        text_for: impl Fn(&[Wait]) -> String,
+    ) {
+        let mut by_waiter: Vec<(Option<SessionId>, Vec<Wait>)> = Vec::new();
+        for w in waits {
+            match by_waiter.iter_mut().find(|(who, _)| *who == w.waiter) {
+                Some((_, group)) => group.push(w),
+                None => by_waiter.push((w.waiter.clone(), vec![w])),
+            }
+        }
+        for (waiter, group) in by_waiter {
+            let since = group
+                .iter()
+                .map(|w| w.created_at)
+                .min_by_key(|t| t.0)
+                .unwrap_or_else(Timestamp::now);
+            let turns = self.turns_since(since);
+            let text = if outcome == WaitOutcome::Idle {
+                self.idle_wake_text(&turns)
+            } else {
+                text_for(&group)
+            };
+            for wait in &group {
+                self.waits.retain(|(w, _)| w.id != wait.id);
+                if let Err(e) = self.inner().store.remove_wait(wait.id).await {
+                    tracing::warn!(error = %e, "cannot remove a wait");
+                }
+                self.record(EventKind::WaitFired {
+                    wait: wait.id,
+                    waiter: wait.waiter.clone(),
+                    outcome,
+                    text: text.clone(),
+                    last_message: self.last_message.clone(),
+                    turns: turns.clone(),
+                })
+                .await;
+            }
+            if let Some(waiter) = &waiter {
+                if let Err(e) = self
+                    .engine
+                    .enqueue(None, waiter, text, DeliveryMode::Important)
+                    .await
+                {
+                    tracing::info!(waiter = %waiter, error = %e, "cannot wake a waiter");
+                }
             }
         }
     }
@@ -741,25 +837,13 @@ impl Actor {
             return Outcome::Nothing;
         }
         let store = self.inner().store.clone();
-        let queued = match store
-            .list_messages(&MessageFilter {
-                target: Some(self.id.clone()),
-                states: vec![MessageState::Queued],
-                limit: 0,
-            })
-            .await
-        {
-            Ok(q) => q,
+        let next_mode = match store.peek_next(&self.id, modes).await {
+            Ok(Some(next)) => next.mode,
+            Ok(None) => return Outcome::Nothing,
             Err(e) => {
                 tracing::warn!(session = %self.id, error = %e, "cannot read the queue");
                 return Outcome::Blocked;
             }
-        };
-        let Some(next_mode) = DeliveryMode::BY_PRIORITY
-            .into_iter()
-            .find(|m| modes.contains(m) && queued.iter().any(|q| q.mode == *m))
-        else {
-            return Outcome::Nothing;
         };
         // Look before typing: claim only when the agent can take it.
         if !self.ready_for(next_mode).await {
@@ -1196,35 +1280,56 @@ impl Actor {
     // ----- exit and recovery -----
 
     async fn on_exit(&mut self, status: Option<i32>, reason: String) {
-        let reason = if self.killing {
-            "killed".to_string()
-        } else {
-            reason
+        let reason = match (&self.kill_reason, self.killing) {
+            (Some(why), _) => why.clone(),
+            (None, true) => "killed".to_string(),
+            (None, false) => reason,
         };
         let final_status = if self.session_ended || (status == Some(0) && !self.killing) {
             SessionStatus::Stopped
         } else {
             SessionStatus::Dead
         };
-        if self.status.is_live() {
-            self.set_status(final_status).await;
-        }
         let store = self.inner().store.clone();
-        match store
-            .fail_pending(&self.id, &format!("session ended: {reason}"))
-            .await
-        {
-            Ok(failed) => {
-                for m in failed {
-                    self.record(EventKind::MessageFailed {
+        // The session ends first, with its reason: from here on nothing new is accepted for
+        // it, and whoever asked for the kill sees it dead.
+        if self.status.is_live() {
+            let from = self.status;
+            match store.end_session(&self.id, final_status, &reason).await {
+                Ok(updated) => self.session = updated,
+                Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot store the end"),
+            }
+            self.status = final_status;
+            let _ = self.status_tx.send(final_status);
+            self.record(EventKind::StatusChanged {
+                from,
+                to: final_status,
+            })
+            .await;
+        }
+        // Then the whole queue in one transaction, one batch of events, and one notice per
+        // sender however many of its messages were left.
+        let failure = format!("session ended: {reason}");
+        match store.fail_pending(&self.id, &failure).await {
+            Ok(failed) if !failed.is_empty() => {
+                let events = failed
+                    .iter()
+                    .map(|m| EventKind::MessageFailed {
                         message: m.id,
                         reason: reason.clone(),
                     })
-                    .await;
-                    self.tell_sender(&m, &format!("session ended: {reason}"))
-                        .await;
+                    .collect();
+                match store.append_events(Some(&self.id), events).await {
+                    Ok(events) => {
+                        for e in events {
+                            let _ = self.inner().events.send(e);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot record failed messages"),
                 }
+                self.tell_senders(&failed, &failure).await;
             }
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(session = %self.id, error = %e, "cannot fail pending messages")
             }
@@ -1234,10 +1339,12 @@ impl Actor {
             Err(e) => tracing::error!(session = %self.id, error = %e, "cannot release locks"),
         }
         let text = format!("[sm] {} ended ({reason}).", display_name(&self.session));
-        for (wait, _) in std::mem::take(&mut self.waits) {
-            self.fire_wait(&wait, text.clone(), WaitOutcome::Ended)
-                .await;
-        }
+        let waits: Vec<Wait> = std::mem::take(&mut self.waits)
+            .into_iter()
+            .map(|(w, _)| w)
+            .collect();
+        self.fire_waits(waits, WaitOutcome::Ended, |_| text.clone())
+            .await;
         if final_status == SessionStatus::Dead && !self.killing {
             self.tell_parent(
                 self.inner().config.parent_notify.notify_parent_on_error,
@@ -1249,6 +1356,41 @@ impl Actor {
             })
             .await;
             self.notify(NotificationKind::Error { message: reason });
+        }
+    }
+
+    /// Tells each sender of `failed` (other than this session) once that its messages were
+    /// not delivered, naming how many and how the first began.
+    async fn tell_senders(&self, failed: &[Message], reason: &str) {
+        let mut by_sender: Vec<(&SessionId, Vec<&Message>)> = Vec::new();
+        for m in failed {
+            let Some(sender) = &m.sender else { continue };
+            if sender == &self.id {
+                continue;
+            }
+            match by_sender.iter_mut().find(|(s, _)| *s == sender) {
+                Some((_, list)) => list.push(m),
+                None => by_sender.push((sender, vec![m])),
+            }
+        }
+        for (sender, list) in by_sender {
+            if let [one] = list.as_slice() {
+                self.tell_sender(one, reason).await;
+                continue;
+            }
+            let preview: String = list[0].text.chars().take(60).collect();
+            let text = format!(
+                "[sm] {} of your messages to {} (#{} to #{}) were not delivered: {reason}. \
+                 The first began: {preview}",
+                list.len(),
+                display_name(&self.session),
+                list[0].id,
+                list[list.len() - 1].id,
+            );
+            let _ = self
+                .engine
+                .enqueue(None, sender, text, DeliveryMode::Important)
+                .await;
         }
     }
 
@@ -1265,14 +1407,18 @@ impl Actor {
             .await
             .unwrap_or_default();
         // Read once for all of them, and only when something needs settling.
-        let transcript = if delivering.is_empty() {
-            None
+        let events = if delivering.is_empty() {
+            Vec::new()
         } else {
-            self.transcript_path().await
+            store
+                .events(None, Some(&self.id), 0)
+                .await
+                .unwrap_or_default()
         };
+        let transcript = super::what::last_transcript_path(&events);
         for message in delivering {
             let outcome = self
-                .settle_interrupted(&message, transcript.as_deref())
+                .settle_interrupted(&message, transcript.as_deref(), &events)
                 .await;
             match outcome {
                 Attempt::Delivered => {
@@ -1307,66 +1453,104 @@ impl Actor {
         self.queue_dirty = true;
     }
 
-    /// The agent's transcript file, as its last hook named it.
-    async fn transcript_path(&self) -> Option<std::path::PathBuf> {
-        let events = self
-            .inner()
-            .store
-            .events(None, Some(&self.id), 0)
-            .await
-            .ok()?;
-        super::what::last_transcript_path(&events)
-    }
-
+    /// Decides what became of a message that was being typed when sm stopped. Delivered on
+    /// any positive sign (a turn running, the prompt hook recorded, a transcript entry, the
+    /// echo on screen); put back only when every sign is negative after the agent has had
+    /// time to write its transcript (Claude Code appends the entry a few hundred ms after
+    /// the submit); failed with a clear reason when it stays unclear — never typed twice.
     async fn settle_interrupted(
         &mut self,
         message: &Message,
         transcript: Option<&std::path::Path>,
+        events: &[crate::types::Event],
     ) -> Attempt {
-        let Ok(state) = self.screen().await else {
-            return Attempt::Retry("could not read the screen after a restart".into());
-        };
-        if let ScreenState::Ready { input } = &state {
-            if !input.is_empty() && landed(input, &message.text) {
-                // Typed but not submitted: finish the job.
-                for _ in 0..2 {
-                    if self.key(Key::Enter).await.is_err() {
-                        break;
+        let claimed_at = message.updated_at.0 - 1000;
+        if super::what::log_has_prompt(events, &message.text, claimed_at) {
+            return Attempt::Delivered;
+        }
+        let settle_left = (message.updated_at.0 + RECOVERY_SETTLE.as_millis() as i64
+            - Timestamp::now().0)
+            .max(0) as u64;
+        let deadline = Instant::now() + Duration::from_millis(settle_left);
+        let (mut state, mut in_transcript);
+        loop {
+            state = self.screen().await.ok();
+            match &state {
+                Some(ScreenState::Ready { input })
+                    if !input.is_empty() && landed(input, &message.text) =>
+                {
+                    return self.submit_left_over(message).await;
+                }
+                // Typed in part when sm stopped: never submitted. Take it back.
+                Some(ScreenState::Ready { input })
+                    if !input.is_empty()
+                        && normalize(&message.text).starts_with(&normalize(input)) =>
+                {
+                    if matches!(self.empty_input_box().await, Ok(true)) {
+                        return Attempt::Retry(
+                            "it was typed only in part before the restart".into(),
+                        );
                     }
+                    return Attempt::Fail(MAYBE_DELIVERED.into());
+                }
+                // A turn runs or asks something: the agent took the prompt (it was idle
+                // when the message was claimed, and only sm types into it). Not so for an
+                // urgent message, claimed while a turn ran: the transcript decides.
+                Some(ScreenState::Working { .. } | ScreenState::Permission { .. })
+                    if message.mode != DeliveryMode::Urgent =>
+                {
+                    return Attempt::Delivered;
+                }
+                _ => {}
+            }
+            in_transcript = match transcript.map(std::path::Path::to_path_buf) {
+                Some(path) => {
                     let text = message.text.clone();
-                    if self
-                        .wait_for_screen(self.inner().config.verify_timeout, |s| {
-                            submitted(s, &text)
-                        })
-                        .await
-                        .is_some()
-                    {
-                        return Attempt::Delivered;
-                    }
+                    tokio::task::spawn_blocking(move || {
+                        super::what::transcript_has_prompt(&path, &text, claimed_at)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
                 }
-                return Attempt::Fail("could not submit a message typed before a restart".into());
+                None => None,
+            };
+            if in_transcript == Some(true) {
+                return Attempt::Delivered;
             }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(RECOVERY_POLL).await;
         }
-        // The agent's transcript says for certain whether the prompt was submitted after it
-        // was claimed (pastes included); the screen is the fallback when there is none.
-        if let Some(path) = transcript.map(std::path::Path::to_path_buf) {
-            let text = message.text.clone();
-            let since = message.updated_at.0 - 1000;
-            let found = tokio::task::spawn_blocking(move || {
-                super::what::transcript_has_prompt(&path, &text, since)
-            })
+        // The transcript is the record of what the agent took; its absence after the
+        // settle time is a negative.
+        if in_transcript == Some(false) {
+            return Attempt::Retry("it never reached the agent before the restart".into());
+        }
+        let ready_and_empty =
+            matches!(&state, Some(ScreenState::Ready { input }) if input.is_empty());
+        if !ready_and_empty {
+            return Attempt::Fail(MAYBE_DELIVERED.into());
+        }
+        // No readable transcript: the screen's echo of submitted prompts is the fallback.
+        let tail = self
+            .inner()
+            .backend
+            .capture_tail(&self.id, 500)
             .await
-            .ok()
-            .flatten();
-            match found {
-                Some(true) => return Attempt::Delivered,
-                Some(false) => {
-                    return Attempt::Retry("it never reached the agent before the restart".into());
-                }
-                None => {}
-            }
-        }
+            .unwrap_or_default();
+        let echoes: Vec<&String> = tail
+            .iter()
+            .filter(|l| self.profile.is_prompt_echo(l))
+            .collect();
         let pasted = message.text.contains('\n') || message.text.chars().count() > 800;
+        if pasted {
+            if echoes.iter().any(|l| self.profile.is_paste_placeholder(l)) {
+                return Attempt::Fail(MAYBE_DELIVERED.into());
+            }
+            return Attempt::Retry("it never reached the agent before the restart".into());
+        }
         let first_line: String = message
             .text
             .lines()
@@ -1375,37 +1559,32 @@ impl Actor {
             .chars()
             .take(40)
             .collect();
-        let tail = self
-            .inner()
-            .backend
-            .capture_tail(&self.id, 500)
-            .await
-            .unwrap_or_default();
-        // A submitted prompt is echoed in the transcript: `> text` (the fake agent) or
-        // `❯ text` (Claude Code); the input box holding unsent text was handled above.
         // The screen shows tabs as spaces and may re-space text: compare without whitespace.
         let first_line = normalize(&first_line);
-        let echoed = tail.iter().any(|l| {
-            (l.starts_with('>') || l.starts_with('❯'))
-                && !first_line.is_empty()
-                && normalize(l).contains(&first_line)
-        });
-        if pasted {
-            let paste_echo = tail
-                .iter()
-                .any(|l| (l.starts_with('>') || l.starts_with('❯')) && l.contains("[Pasted text"));
-            if paste_echo {
-                return Attempt::Fail(
-                    "its outcome is unknown after a restart; not retried to avoid a duplicate"
-                        .into(),
-                );
-            }
-            return Attempt::Retry("it never reached the agent before the restart".into());
-        }
+        let echoed =
+            !first_line.is_empty() && echoes.iter().any(|l| normalize(l).contains(&first_line));
         if echoed {
             Attempt::Delivered
         } else {
             Attempt::Retry("it never reached the agent before the restart".into())
         }
+    }
+
+    /// A message typed before a restart but never submitted: press Enter (twice at most).
+    async fn submit_left_over(&mut self, message: &Message) -> Attempt {
+        for _ in 0..2 {
+            if self.key(Key::Enter).await.is_err() {
+                break;
+            }
+            let text = message.text.clone();
+            if self
+                .wait_for_screen(self.inner().config.verify_timeout, |s| submitted(s, &text))
+                .await
+                .is_some()
+            {
+                return Attempt::Delivered;
+            }
+        }
+        Attempt::Fail("could not submit a message typed before a restart".into())
     }
 }

@@ -45,6 +45,9 @@ pub const ENV_LEGACY_SESSION_ID: &str = "CLAUDE_SESSION_MANAGER_ID";
 /// The Python session manager's name for [`ENV_SERVER_URL`].
 pub const ENV_LEGACY_SERVER_URL: &str = "SM_API_URL";
 
+/// How long a kill waits for the session's actor to settle its queue, locks and waits.
+const KILL_SETTLE: Duration = Duration::from_secs(30);
+
 /// Extra environment for each agent, computed from its session id (the server uses it to
 /// hand each agent its own API token).
 #[derive(Clone)]
@@ -149,6 +152,10 @@ pub struct SpawnRequest {
     pub resume: Option<String>,
     /// Wake the caller when the new agent's first turn ends (or after this long).
     pub wait: Option<Duration>,
+    /// The caller's idempotency key: spawning again with the same key (after a connection
+    /// broke before the answer came) returns the session the first request created instead
+    /// of starting a second agent. Scope it to the caller (the server prefixes the caller).
+    pub client_key: Option<String>,
 }
 
 impl SpawnRequest {
@@ -163,6 +170,7 @@ impl SpawnRequest {
             skip_permissions: false,
             resume: None,
             wait: None,
+            client_key: None,
         }
     }
 }
@@ -184,6 +192,8 @@ pub struct WaitResult {
     pub outcome: crate::types::WaitOutcome,
     /// The target's last assistant message, when known.
     pub last_message: Option<String>,
+    /// The last message of each turn the target finished while the wait ran, oldest first.
+    pub turns: Vec<String>,
 }
 
 /// One of an agent's own subagents.
@@ -496,11 +506,38 @@ impl Engine {
             skip_permissions: request.skip_permissions,
             resume: request.resume.as_deref(),
         })?;
+        if let Some(why) = self.inner.backend.cannot_run(&program, &profile_env) {
+            return Err(Error::backend_msg(format!(
+                "cannot start a {} agent: {why}",
+                request.agent
+            )));
+        }
         let mut session = Session::new(id.clone(), request.agent, working_dir.clone());
         session.name = request.name.clone();
         session.parent = caller.session().cloned();
         session.model = request.model.clone();
-        self.inner.store.insert_session(&session).await?;
+        // The session and its first message are stored together, before anything runs: a
+        // crash at any later point leaves an agent that still gets its prompt, once.
+        let created = self
+            .inner
+            .store
+            .create_session(crate::store::NewSession {
+                session,
+                first_message: prompt.map(|text| NewMessage {
+                    target: id.clone(),
+                    sender: caller.session().cloned(),
+                    text,
+                    mode: DeliveryMode::Sequential,
+                    client_key: None,
+                }),
+                client_key: request.client_key.clone(),
+            })
+            .await?;
+        if !created.inserted {
+            // A repeat of a spawn already made: answer as the first request would have.
+            return self.respawned(caller, created.session, request.wait).await;
+        }
+        let session = created.session;
         self.record(
             Some(&id),
             EventKind::SessionCreated {
@@ -508,6 +545,16 @@ impl Engine {
             },
         )
         .await;
+        if let Some(first) = &created.first_message {
+            self.record(
+                Some(&id),
+                EventKind::MessageQueued {
+                    message: first.id,
+                    mode: first.mode,
+                },
+            )
+            .await;
+        }
 
         let mut spec = SpawnSpec::new(id.clone(), program, &working_dir);
         spec.args = args;
@@ -526,15 +573,59 @@ impl Engine {
         spec.rows = self.inner.config.rows;
         let handle = self.start_actor(session.clone(), profile.clone(), None);
         if let Err(e) = self.inner.backend.create(&spec).await {
+            let reason = format!("could not start: {e}");
+            // The caller hears why from this error; its prompt fails quietly.
+            let _ = self.inner.store.fail_pending(&id, &reason).await;
             let _ = handle.commands.send(Command::Exited {
                 status: None,
-                reason: format!("could not start: {e}"),
+                reason,
             });
+            let mut status = handle.status.clone();
+            let _ = tokio::time::timeout(KILL_SETTLE, async {
+                while status.changed().await.is_ok() {}
+            })
+            .await;
             return Err(e);
         }
         let _ = handle.commands.send(Command::Activity);
+        self.until_ready(&id, &handle).await?;
+        if let (Some(wait), Some(parent)) = (request.wait, caller.session()) {
+            self.register_wait(Some(parent), &id, wait).await?;
+        }
+        self.session(&id).await
+    }
 
-        // Wait for the agent's prompt (screen or SessionStart hook), with a deadline.
+    /// The answer to a repeated spawn: the session the first request created, once it is
+    /// ready (or why it is not), with the caller's wait registered again (waits of one
+    /// caller on one session wake it once, so a wait the first request registered is not
+    /// doubled).
+    async fn respawned(
+        &self,
+        caller: &Caller,
+        session: Session,
+        wait: Option<Duration>,
+    ) -> Result<Session> {
+        let handle = lock_map(&self.inner.actors).get(&session.id).cloned();
+        let Some(handle) = handle.filter(|_| session.status.is_live()) else {
+            return Err(Error::backend_msg(format!(
+                "the agent this spawn started has ended ({}): {}",
+                session.status,
+                session
+                    .end_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            )));
+        };
+        self.until_ready(&session.id, &handle).await?;
+        if let (Some(wait), Some(parent)) = (wait, caller.session()) {
+            self.register_wait(Some(parent), &session.id, wait).await?;
+        }
+        self.session(&session.id).await
+    }
+
+    /// Waits (on the actor's status) until a new agent is ready for input; past the
+    /// deadline it is killed and the error shows the end of its screen.
+    async fn until_ready(&self, id: &SessionId, handle: &ActorHandle) -> Result<()> {
         let mut status = handle.status.clone();
         let ready = tokio::time::timeout(self.inner.config.ready_timeout, async {
             loop {
@@ -548,47 +639,33 @@ impl Engine {
             }
         })
         .await;
+        let tail = || async {
+            self.inner
+                .backend
+                .capture_tail(id, 10)
+                .await
+                .unwrap_or_default()
+                .join("\n")
+        };
         match ready {
-            Ok(s) if s.is_live() => {}
-            Ok(s) => {
-                let tail = self
-                    .inner
-                    .backend
-                    .capture_tail(&id, 10)
-                    .await
-                    .unwrap_or_default();
-                return Err(Error::backend_msg(format!(
-                    "the agent ended while starting ({s}); last output:\n{}",
-                    tail.join("\n")
-                )));
-            }
+            Ok(s) if s.is_live() => Ok(()),
+            Ok(s) => Err(Error::backend_msg(format!(
+                "the agent ended while starting ({s}); last output:\n{}",
+                tail().await
+            ))),
             Err(_) => {
-                let tail = self
-                    .inner
-                    .backend
-                    .capture_tail(&id, 10)
-                    .await
-                    .unwrap_or_default();
-                let _ = self.kill(&Caller::Admin, &id).await;
-                return Err(Error::backend_msg(format!(
-                    "the agent did not become ready within {:?}; its screen ended with:\n{}",
+                let screen = tail().await;
+                let why = format!(
+                    "it did not become ready within {:?}",
+                    self.inner.config.ready_timeout
+                );
+                let _ = self.end_agent(id, Some(why.clone())).await;
+                Err(Error::backend_msg(format!(
+                    "the agent did not become ready within {:?}; its screen ended with:\n{screen}",
                     self.inner.config.ready_timeout,
-                    tail.join("\n")
-                )));
+                )))
             }
         }
-        if let Some(text) = prompt {
-            self.enqueue(caller.session(), &id, text, DeliveryMode::Sequential)
-                .await?;
-        }
-        if let (Some(wait), Some(parent)) = (request.wait, caller.session()) {
-            self.register_wait(Some(parent), &id, wait).await?;
-        }
-        self.inner
-            .store
-            .get_session(&id)
-            .await?
-            .ok_or_else(|| Error::SessionNotFound(id.to_string()))
     }
 
     // ----- send -----
@@ -727,6 +804,7 @@ impl Engine {
                             wait: id,
                             outcome,
                             last_message,
+                            turns,
                             ..
                         },
                     ..
@@ -734,6 +812,7 @@ impl Engine {
                     return Ok(WaitResult {
                         outcome,
                         last_message,
+                        turns,
                     });
                 }
                 Ok(_) => {}
@@ -750,10 +829,12 @@ impl Engine {
                                 wait: id,
                                 outcome,
                                 last_message,
+                                turns,
                                 ..
                             } if id == wait.id => Some(WaitResult {
                                 outcome,
                                 last_message,
+                                turns,
                             }),
                             _ => None,
                         });
@@ -793,13 +874,22 @@ impl Engine {
     /// use → working, permission Notification → needs input, SessionEnd → stopped).
     pub async fn hook(&self, id: &SessionId, event: HookEvent) -> Result<()> {
         let handle = lock_map(&self.inner.actors).get(id).cloned();
-        match handle {
-            Some(h) => {
-                let _ = h.commands.send(Command::Hook(event));
-                Ok(())
-            }
-            None => Err(Error::SessionNotFound(id.to_string())),
-        }
+        let Some(h) = handle else {
+            return Err(Error::SessionNotFound(id.to_string()));
+        };
+        let field = |k: &str| event.payload.get(k).and_then(|v| v.as_str());
+        let kind = EventKind::Hook {
+            event: event.event.clone(),
+            transcript_path: field("transcript_path").map(str::to_string),
+            prompt_digest: (event.event == "UserPromptSubmit")
+                .then(|| field("prompt").map(what::prompt_digest))
+                .flatten(),
+        };
+        let _ = h.commands.send(Command::Hook(event));
+        // Recorded here, as it arrives, not by the actor: the actor may be busy typing the
+        // very message this hook reports, and a restart right now must find the record.
+        self.record(Some(id), kind).await;
+        Ok(())
     }
 
     // ----- clear / kill / rename -----
@@ -846,14 +936,21 @@ impl Engine {
             .await
     }
 
-    /// Ends the agent's terminal, marks it dead, releases its locks, fails its queue
-    /// (telling senders) and wakes its waiters with the news. Idempotent.
+    /// Ends the agent's terminal, marks it dead, fails its queue in one transaction
+    /// (telling each sender once), releases its locks and wakes its waiters with the news,
+    /// and returns when all of that is done. Idempotent.
     pub async fn kill(&self, caller: &Caller, target: &SessionId) -> Result<()> {
         self.authorize(caller, target, "kill").await?;
+        self.end_agent(target, None).await
+    }
+
+    /// Kills `target` on the engine's own account, recording `reason` as why it ended.
+    async fn end_agent(&self, target: &SessionId, reason: Option<String>) -> Result<()> {
         let handle = lock_map(&self.inner.actors).get(target).cloned();
         if let Some(h) = &handle {
-            let _ = h.commands.send(Command::Killing);
+            let _ = h.commands.send(Command::Killing(reason.clone()));
         }
+        // The terminal first: whatever the actor is busy with, the agent stops now.
         self.inner.backend.kill(target).await?;
         match handle {
             Some(h) => {
@@ -861,23 +958,24 @@ impl Engine {
                     status: None,
                     reason: "killed".into(),
                 });
-                // Return once the actor has recorded the death.
+                // Return once the actor has settled everything and ended (its status
+                // channel closes with it).
                 let mut status = h.status.clone();
-                let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                    while status.borrow_and_update().is_live() {
-                        if status.changed().await.is_err() {
-                            break;
-                        }
-                    }
+                let ended = tokio::time::timeout(KILL_SETTLE, async {
+                    while status.changed().await.is_ok() {}
                 })
                 .await;
+                if ended.is_err() {
+                    tracing::warn!(session = %target, "the actor took long to settle a kill");
+                }
             }
             None => {
                 if let Some(s) = self.inner.store.get_session(target).await? {
                     if s.status.is_live() {
+                        let why = reason.as_deref().unwrap_or("killed");
                         self.inner
                             .store
-                            .set_status(target, SessionStatus::Dead)
+                            .end_session(target, SessionStatus::Dead, why)
                             .await?;
                     }
                 }
@@ -1294,16 +1392,15 @@ pub fn display_name(session: &Session) -> String {
     }
 }
 
-/// Messages still to be delivered to `target`.
-pub(crate) async fn pending_for(
-    store: &dyn MessageStore,
-    target: &SessionId,
-) -> Result<Vec<Message>> {
-    store
+/// Whether anything is still to be delivered to `target` (one row read, whatever the
+/// queue's length).
+pub(crate) async fn pending_for(store: &dyn MessageStore, target: &SessionId) -> Result<bool> {
+    let next = store
         .list_messages(&MessageFilter {
             target: Some(target.clone()),
             states: vec![MessageState::Queued, MessageState::Delivering],
-            limit: 0,
+            limit: 1,
         })
-        .await
+        .await?;
+    Ok(!next.is_empty())
 }

@@ -53,6 +53,18 @@ pub trait AgentProfile: Send + Sync + 'static {
     fn clear_command(&self) -> Option<&str> {
         Some("/clear")
     }
+
+    /// Whether a line of the terminal's history is the echo of a submitted prompt (Claude
+    /// Code: `❯ text`; the fake agent: `> text`).
+    fn is_prompt_echo(&self, line: &str) -> bool {
+        line.starts_with('>') || line.starts_with('❯')
+    }
+
+    /// Whether a line shows a collapsed paste instead of its text (`[Pasted text #1 +5
+    /// lines]`).
+    fn is_paste_placeholder(&self, line: &str) -> bool {
+        line.contains("[Pasted text")
+    }
 }
 
 /// Checks a model name: a short name (`opus`, `sonnet`, `haiku`) or a full model id.

@@ -169,6 +169,30 @@ impl Summariser for ClaudeSummariser {
     }
 }
 
+/// A short, stable digest of a prompt with its whitespace ignored (FNV-1a, 64 bits): hook
+/// events record it so recovery can match a submitted prompt to a message without storing
+/// the text twice.
+pub fn prompt_digest(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Whether the event log records a prompt submission of `text` at or after `since` (ms).
+pub(crate) fn log_has_prompt(events: &[crate::types::Event], text: &str, since: i64) -> bool {
+    let wanted = prompt_digest(text);
+    events.iter().any(|e| {
+        e.at.0 >= since
+            && matches!(&e.kind, crate::types::EventKind::Hook { prompt_digest: Some(d), .. } if *d == wanted)
+    })
+}
+
 /// The agent's transcript file, as the last hook in its event log named it.
 pub(crate) fn last_transcript_path(events: &[crate::types::Event]) -> Option<PathBuf> {
     events.iter().rev().find_map(|e| match &e.kind {
