@@ -394,9 +394,25 @@ impl Server {
             builder = builder.header(*k, *v);
         }
         let request = builder.body(body.to_vec()).unwrap();
-        let mut response = agent
-            .run(request)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let mut response = match agent.run(request) {
+            Ok(r) => r,
+            // The server refuses a body over its limit with 413 and closes while the client
+            // is still writing: on a busy machine the client sees the broken pipe before the
+            // answer. That is the refusal.
+            Err(ureq::Error::Io(e))
+                if body.len() > sm_server::api::MAX_BODY_BYTES
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) =>
+            {
+                return (
+                    413,
+                    Value::String(format!("closed while the body was sent: {e}")),
+                );
+            }
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
