@@ -523,3 +523,66 @@ fn every_route_but_health_and_docs_refuses_a_request_without_a_valid_token() {
     assert_eq!(server.http("GET", "/health", None, None, b"").0, 200);
     assert_eq!(server.http("GET", "/docs/", None, None, b"").0, 200);
 }
+
+/// Sends raw bytes as one request and returns the status and the body as JSON.
+fn raw_request(s: &Server, request: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let addr = s.url().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    (status, body)
+}
+
+#[test]
+fn requests_the_http_parser_refused_got_an_empty_body() {
+    let s = Server::start();
+    let token = s.token();
+    let big = "x".repeat(1024 * 1024);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "invalid UTF-8 in the path",
+            b"GET /sessions/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "a NUL in a header",
+            format!("GET /sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Bad: a\0b\r\n\r\n").into_bytes(),
+            400,
+        ),
+        (
+            "a Content-Length that is not a number",
+            b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Length: twelve\r\n\r\n{}".to_vec(),
+            400,
+        ),
+        (
+            "two different Content-Lengths",
+            b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}".to_vec(),
+            400,
+        ),
+        (
+            "headers over the parser's limit",
+            format!("GET /sessions HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").into_bytes(),
+            431,
+        ),
+    ];
+    for (case, request, expected) in cases {
+        let (status, body) = raw_request(&s, &request);
+        assert_eq!(status, expected, "{case}: {body}");
+        assert_error_body(case, status, &body);
+    }
+    // The server is still there.
+    assert_eq!(s.http("GET", "/health", None, None, b"").0, 200);
+}

@@ -11,6 +11,7 @@
 //! `{"error": {"code": "session_not_found", "message": "…"}}` with a fitting HTTP status.
 
 pub mod api;
+mod parse_errors;
 pub mod auth;
 pub mod telegram;
 pub mod webhook;
@@ -218,7 +219,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let engine = state.engine.clone();
-    let result = axum::serve(listener, router(state))
+    let result = axum::serve(parse_errors::JsonRefusals(listener), router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     engine.shutdown();
