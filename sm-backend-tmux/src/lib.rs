@@ -450,6 +450,19 @@ impl TerminalBackend for TmuxBackend {
         "tmux"
     }
 
+    fn private_paths(&self) -> Vec<std::path::PathBuf> {
+        // tmux keeps its sockets in $TMUX_TMPDIR (or /tmp)/tmux-<uid>: whoever can reach
+        // the socket can type into, read and kill every agent.
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::var_os("TMUX_TMPDIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from("/tmp"));
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
+        vec![base.join(format!("tmux-{uid}"))]
+    }
+
     fn cannot_run(
         &self,
         program: &str,

@@ -112,8 +112,13 @@ enum Command {
         /// Why (shown to anyone refused).
         reason: String,
     },
-    /// Release my locks.
-    Unlock,
+    /// Release my locks; an admin may free others' with --force.
+    Unlock {
+        /// Admin: release the locks of this session (id, prefix or name) or of the
+        /// workspace of this directory.
+        #[arg(long, value_name = "SESSION|DIR")]
+        force: Option<String>,
+    },
     /// PreToolUse hook: take the workspace lock for the file being written (reads JSON on
     /// stdin; exit 2 refuses the write).
     AutoLock,
@@ -228,7 +233,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         Command::Others => sessions::others(c, json),
         Command::All => sessions::all(c, json),
         Command::Lock { reason } => locks::lock(c, &reason, json),
-        Command::Unlock => locks::unlock(c, json),
+        Command::Unlock { force } => locks::unlock(c, force, json),
         Command::Output { target, lines } => sessions::output_tail(c, &target, lines, json),
         Command::Attach { target } => attach::attach(c, target),
         Command::New {

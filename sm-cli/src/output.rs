@@ -1,6 +1,25 @@
-//! How sessions, messages and locks are printed for humans.
+//! How sessions, messages and locks are printed for humans. Everything an agent controls
+//! (names, dirs, tasks, messages, summaries, screen lines) passes [`clean`] or
+//! [`clean_block`] first, so it cannot reach the operator's terminal as escape sequences;
+//! `--json` output stays exact (JSON-escaped).
 
 use serde_json::Value;
+
+/// One line of agent-controlled text, safe to print: no escape sequences or control
+/// characters, newlines and tabs as spaces.
+pub fn clean(text: &str) -> String {
+    sm_lib::engine::sanitize::display_line(text)
+}
+
+/// Several lines of agent-controlled text, safe to print (newlines kept).
+pub fn clean_block(text: &str) -> String {
+    sm_lib::engine::sanitize::strip_controls(text)
+}
+
+/// `value` as text (empty when it is not a string), cleaned for one line.
+pub fn field(value: &Value) -> String {
+    clean(value.as_str().unwrap_or(""))
+}
 
 /// Prints `value` as pretty JSON.
 pub fn json(value: &Value) {
@@ -18,8 +37,8 @@ fn short(id: &str) -> &str {
 pub fn label(session: &Value) -> String {
     let id = session["id"].as_str().unwrap_or("?");
     match session["name"].as_str() {
-        Some(name) => format!("{name} ({})", short(id)),
-        None => short(id).to_string(),
+        Some(name) => clean(&format!("{name} ({})", short(id))),
+        None => clean(short(id)),
     }
 }
 
@@ -32,18 +51,18 @@ pub fn sessions(list: &[Value]) {
     for s in list {
         let task = s["task"]
             .as_str()
-            .map(|t| format!("  — {t}"))
+            .map(|t| format!("  — {}", clean(t)))
             .unwrap_or_default();
         let ended = s["end_reason"]
             .as_str()
-            .map(|r| format!("  ({r})"))
+            .map(|r| format!("  ({})", clean(r)))
             .unwrap_or_default();
         println!(
             "{:<28} {:<12} {:<7} {}{task}{ended}",
             label(s),
-            s["status"].as_str().unwrap_or("?"),
-            s["agent"].as_str().unwrap_or("?"),
-            s["working_dir"].as_str().unwrap_or("")
+            field(&s["status"]),
+            field(&s["agent"]),
+            field(&s["working_dir"])
         );
     }
 }
@@ -57,10 +76,10 @@ pub fn locks(list: &[Value]) {
     for l in list {
         println!(
             "{}  held by {}  ({}, {})",
-            l["workspace"].as_str().unwrap_or("?"),
-            short(l["holder"].as_str().unwrap_or("?")),
-            l["kind"].as_str().unwrap_or("?"),
-            l["reason"].as_str().unwrap_or("")
+            field(&l["workspace"]),
+            clean(short(l["holder"].as_str().unwrap_or("?"))),
+            field(&l["kind"]),
+            field(&l["reason"])
         );
     }
 }

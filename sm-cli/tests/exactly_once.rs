@@ -23,6 +23,8 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
             "SM_FAKE_TRANSCRIPT_DELAY_MS".into(),
             transcript_delay_ms.to_string(),
         )],
+        // The agent's hook kills the server: it must see the server's process.
+        sandbox: Some("none"),
         ..Options::default()
     });
     let sm = env!("CARGO_BIN_EXE_sm");

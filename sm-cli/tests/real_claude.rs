@@ -97,13 +97,14 @@ impl Drop for Tier {
 }
 
 impl Tier {
+    /// Agents run sandboxed (bubblewrap), as a user's would by default.
     fn start(claude: &Path) -> Tier {
-        Self::start_on(claude, 0)
+        Self::start_on(claude, 0, "bwrap")
     }
 
     /// A tier whose server listens on `port` (0: any), so a restart keeps the agents'
     /// hooks pointed at it.
-    fn start_on(claude: &Path, port: u16) -> Tier {
+    fn start_on(claude: &Path, port: u16, sandbox: &str) -> Tier {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let work = dir.path().join("work");
@@ -169,7 +170,7 @@ impl Tier {
 
         let socket = format!("sm-real-{}-{port}", std::process::id());
         let config = format!(
-            "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nclaude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\nlocks:\n  auto_wait: 1\n",
+            "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\n  sandbox: {sandbox}\nfake_agent:\n  program: {}\nclaude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\nlocks:\n  auto_wait: 1\n",
             dir.path().display(),
             bin("sm-fake-agent").display(),
             claude.display()
@@ -617,7 +618,8 @@ fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_ho
         .map(|i| 20_000 + ((std::process::id() as u64 * 31 + i * 7919) % 12_000) as u16)
         .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
         .unwrap();
-    let mut t = Tier::start_on(&claude, port);
+    // The prompt hook kills the server: it must see the server's process.
+    let mut t = Tier::start_on(&claude, port, "none");
     let work = t.work();
     arm_kill_in_prompt_hook(&t);
     // Disarmed until the prompt under test.

@@ -128,6 +128,9 @@ fn storm(killer: Killer) {
         extra_config: "claude:\n  command: sm-test-no-claude-here\n".into(),
         fixed_port: true,
         env,
+        // In the after-Enter storm the agents' hook kills the server.
+        sandbox: after_enter.then_some("none"),
+        ..Options::default()
     });
     if after_enter {
         // The kill first; the report to sm that follows finds the server dead.

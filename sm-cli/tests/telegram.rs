@@ -242,6 +242,7 @@ fn start_with(fake: &FakeBotApi, more_config: &str) -> Server {
             "claude:\n  command: sm-test-no-claude-here\ntelegram:\n  token: \"123:TEST\"\n  allowed_chat_ids: [{OPERATOR}]\n  api_url: {}\n  agent: fake\n  default_dir: \"{{dir}}/work\"\n{more_config}",
             fake.url
         ),
+        ..Options::default()
     })
 }
 

@@ -126,6 +126,12 @@ pub trait TerminalBackend: Send + Sync + 'static {
     /// [`crate::Error::Backend`] when the program cannot be started.
     async fn create(&self, spec: &SpawnSpec) -> Result<()>;
 
+    /// Paths an agent must not see when it runs sandboxed: whatever lets a process drive
+    /// this backend's terminals (tmux: its socket directory). Default: none.
+    fn private_paths(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// Why `program` could not be started with `env` (e.g. "not on PATH"), checked before
     /// a session is registered so a misconfigured agent leaves no record; `None` when it
     /// looks runnable. Backends that run real programs answer with [`missing_program`];

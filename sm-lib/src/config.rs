@@ -210,6 +210,12 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind. Default 8420.
     pub port: u16,
+    /// Connections served at once; more are refused (with a log line) until some close.
+    /// Default 512.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (also what an idle kept-alive
+    /// connection is given before it is closed). Default 10.
+    pub header_timeout: f64,
 }
 
 impl Default for ServerConfig {
@@ -217,6 +223,8 @@ impl Default for ServerConfig {
         ServerConfig {
             host: "127.0.0.1".into(),
             port: 8420,
+            max_connections: 512,
+            header_timeout: 10.0,
         }
     }
 }
@@ -344,6 +352,20 @@ pub enum BackendChoice {
     Pty,
 }
 
+/// Whether agents run inside a sandbox ([`crate::sandbox`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxChoice {
+    /// bubblewrap when it is installed and can run here; otherwise unsandboxed, said loudly
+    /// at start.
+    #[default]
+    Auto,
+    /// bubblewrap, or the server refuses to start (saying why and how to fix it).
+    Bwrap,
+    /// No sandbox: agents run as the user, with everything the user can reach.
+    None,
+}
+
 /// `terminal.*`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -353,6 +375,13 @@ pub struct TerminalConfig {
     /// The tmux socket name (`tmux -L <name>`) sm keeps its sessions on, apart from the
     /// user's own tmux. Default `sm`.
     pub tmux_socket: String,
+    /// `auto`, `bwrap` or `none`. Default `auto`.
+    pub sandbox: SandboxChoice,
+    /// More paths sandboxed agents must not see (the state dir and tmux socket dir always
+    /// are).
+    pub sandbox_hide: Vec<PathBuf>,
+    /// Paths sandboxed agents may read but not change.
+    pub sandbox_read_only: Vec<PathBuf>,
 }
 
 impl Default for TerminalConfig {
@@ -360,6 +389,9 @@ impl Default for TerminalConfig {
         TerminalConfig {
             backend: BackendChoice::Auto,
             tmux_socket: "sm".into(),
+            sandbox: SandboxChoice::Auto,
+            sandbox_hide: Vec::new(),
+            sandbox_read_only: Vec::new(),
         }
     }
 }
@@ -402,6 +434,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("SM_TELEGRAM_ALLOWED_CHAT_IDS", "telegram.allowed_chat_ids"),
     ("SM_TERMINAL_BACKEND", "terminal.backend"),
     ("SM_TERMINAL_TMUX_SOCKET", "terminal.tmux_socket"),
+    ("SM_TERMINAL_SANDBOX", "terminal.sandbox"),
     (
         "SM_DELIVERY_MAX_MESSAGE_BYTES",
         "delivery.max_message_bytes",
@@ -559,6 +592,20 @@ impl Config {
                     }
                 }
                 "terminal.tmux_socket" => self.terminal.tmux_socket = v,
+                "terminal.sandbox" => {
+                    self.terminal.sandbox = match v.trim() {
+                        "auto" => SandboxChoice::Auto,
+                        "bwrap" => SandboxChoice::Bwrap,
+                        "none" => SandboxChoice::None,
+                        other => {
+                            return Err(Error::Config {
+                                path: None,
+                                location: format!("{key} (from ${var})"),
+                                message: format!("{other:?}: expected auto, bwrap or none"),
+                            });
+                        }
+                    }
+                }
                 "delivery.max_message_bytes" => {
                     self.delivery.max_message_bytes = parse(var, key, &v)?
                 }
@@ -577,6 +624,15 @@ impl Config {
         };
         if self.server.host.trim().is_empty() {
             return Err(bad("server.host", "must not be empty"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(bad("server.max_connections", "must be at least 1"));
+        }
+        if !(self.server.header_timeout.is_finite() && self.server.header_timeout > 0.0) {
+            return Err(bad(
+                "server.header_timeout",
+                "must be a positive number of seconds",
+            ));
         }
         if !(self.monitor.idle_timeout.is_finite() && self.monitor.idle_timeout > 0.0) {
             return Err(bad(

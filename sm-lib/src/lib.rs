@@ -48,6 +48,7 @@ pub mod lock_policy;
 pub mod memory;
 pub mod memory_backend;
 pub mod notifier;
+pub mod sandbox;
 pub mod store;
 pub mod types;
 

@@ -129,9 +129,13 @@ impl FromStr for SessionName {
         if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             return Err(invalid("a name must start with a letter or a digit"));
         }
-        if uuid::Uuid::parse_str(s).is_ok() {
+        // Ids are shown and accepted by their first 8+ hex characters: a name made of hex
+        // digits and dashes could pose as another session's id prefix.
+        let id_like = s.len() >= 8 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        if id_like || uuid::Uuid::parse_str(s).is_ok() {
             return Err(invalid(
-                "a name cannot look like a session id, or the two could be confused",
+                "a name cannot look like a session id (8 or more hex digits and dashes), or \
+                 the two could be confused",
             ));
         }
         Ok(SessionName(s.to_string()))
@@ -304,6 +308,10 @@ pub struct Session {
     pub created_at: Timestamp,
     /// When its status last changed.
     pub status_changed_at: Timestamp,
+    /// Whether it was started without permission prompts; only such a session may start
+    /// children without them.
+    #[serde(default)]
+    pub skip_permissions: bool,
     /// Why it ended (killed, exited with a status, could not start, …), once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
@@ -324,6 +332,7 @@ impl Session {
             task: None,
             created_at: now,
             status_changed_at: now,
+            skip_permissions: false,
             end_reason: None,
         }
     }

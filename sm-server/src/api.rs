@@ -13,6 +13,7 @@ use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sm_lib::engine::ForceUnlock;
 use sm_lib::{
     AgentKind, Caller, DeliveryMode, Engine, Error, EventId, HookEvent, Session, SessionName,
     SpawnRequest,
@@ -753,13 +754,37 @@ async fn lock(
     Ok(Json(state.engine.lock(id, &reason).await?))
 }
 
-#[utoipa::path(delete, path = "/locks", tag = "locks", security(("token" = [])), responses((status = 200, body = Vec<sm_lib::Lock>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[derive(Deserialize, utoipa::IntoParams)]
+struct UnlockQuery {
+    /// Admin only: release every lock of this session (id, id prefix or name).
+    holder: Option<String>,
+    /// Admin only: release the lock on the workspace of this directory.
+    #[param(value_type = Option<String>)]
+    workspace: Option<PathBuf>,
+}
+
+#[utoipa::path(delete, path = "/locks", tag = "locks", params(UnlockQuery), security(("token" = [])), responses((status = 200, body = Vec<sm_lib::Lock>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn unlock(
     State(state): State<AppState>,
     Authed(caller): Authed,
+    Query(q): Query<UnlockQuery>,
 ) -> ApiResult<Vec<sm_lib::Lock>> {
-    let id = require_session(&caller)?;
-    Ok(Json(state.engine.unlock(id).await?))
+    let target = match (q.holder, q.workspace) {
+        (None, None) => {
+            let id = require_session(&caller)?;
+            return Ok(Json(state.engine.unlock(id).await?));
+        }
+        (Some(holder), None) => ForceUnlock::Holder(state.engine.resolve(&holder).await?.id),
+        (None, Some(dir)) => ForceUnlock::Workspace(dir),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "give holder or workspace, not both",
+            ));
+        }
+    };
+    Ok(Json(state.engine.force_unlock(&caller, target).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

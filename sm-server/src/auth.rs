@@ -45,7 +45,7 @@ impl Auth {
     /// Reads the admin token from `state_dir/token`, creating it (0600) if missing. A token
     /// file readable by others is tightened to 0600.
     pub fn load_or_create(state_dir: &Path) -> std::io::Result<(Auth, PathBuf)> {
-        std::fs::create_dir_all(state_dir)?;
+        crate::create_private_dir(state_dir)?;
         let path = state_dir.join(TOKEN_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => {

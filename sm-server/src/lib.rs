@@ -11,8 +11,8 @@
 //! `{"error": {"code": "session_not_found", "message": "…"}}` with a fitting HTTP status.
 
 pub mod api;
-mod parse_errors;
 pub mod auth;
+mod parse_errors;
 pub mod telegram;
 pub mod webhook;
 
@@ -22,7 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sm_lib::engine::{AgentEnv, ClaudeProfile, EngineConfig, FakeProfile};
-use sm_lib::{Config, Engine, TerminalBackend, config::BackendChoice};
+use sm_lib::sandbox::Sandbox;
+use sm_lib::{
+    Config, Engine, TerminalBackend,
+    config::{BackendChoice, SandboxChoice},
+};
 use sm_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -38,6 +42,9 @@ pub enum ServerError {
     /// The store, backend or engine failed to start.
     #[error(transparent)]
     Sm(#[from] sm_lib::Error),
+    /// The sandbox asked for cannot run.
+    #[error("{0}")]
+    Sandbox(String),
     /// A file or socket problem.
     #[error("{what}: {source}")]
     Io {
@@ -63,6 +70,97 @@ pub async fn backend_from_config(config: &Config) -> Result<Arc<dyn TerminalBack
             }
         },
     })
+}
+
+/// The sandbox agents run in, as the configuration asks: `auto` uses bubblewrap when it is
+/// installed and works here, `bwrap` insists on it, `none` runs agents unsandboxed. Says
+/// which at start, loudly when agents run unsandboxed by default.
+pub async fn sandbox_from_config(config: &Config) -> Result<Option<Sandbox>, ServerError> {
+    let choice = config.terminal.sandbox;
+    if choice == SandboxChoice::None {
+        tracing::info!(
+            "agents run unsandboxed (terminal.sandbox: none): each can do whatever your user can, including act as admin"
+        );
+        return Ok(None);
+    }
+    let Some(bwrap) = sm_lib::sandbox::find_bwrap() else {
+        let why = "bubblewrap (bwrap) is not installed";
+        if choice == SandboxChoice::Bwrap {
+            return Err(ServerError::Sandbox(format!(
+                "terminal.sandbox is bwrap but {why}: install it (Debian/Ubuntu: apt-get install bubblewrap) or set terminal.sandbox: none"
+            )));
+        }
+        tracing::warn!(
+            "{why}: agents run UNSANDBOXED and can read sm's state and drive each other's terminals; install bubblewrap (apt-get install bubblewrap), or set terminal.sandbox: none to say this is intended"
+        );
+        return Ok(None);
+    };
+    let mut sandbox = Sandbox::bwrap(bwrap);
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    sandbox.hidden.push(absolute(&config.state_dir()));
+    if let Some(db_dir) = config.database_path().parent() {
+        sandbox.hidden.push(absolute(db_dir));
+    }
+    sandbox
+        .hidden
+        .extend(config.terminal.sandbox_hide.iter().map(|p| absolute(p)));
+    sandbox.hidden.dedup();
+    sandbox.read_only = config
+        .terminal
+        .sandbox_read_only
+        .iter()
+        .map(|p| absolute(p))
+        .collect();
+    let probe = sandbox.clone();
+    let checked = tokio::task::spawn_blocking(move || probe.probe())
+        .await
+        .unwrap_or_else(|e| Err(format!("the sandbox check failed: {e}")));
+    match checked {
+        Ok(()) => {
+            tracing::info!(bwrap = %sandbox.program.display(), hidden = ?sandbox.hidden, "agents run sandboxed (bubblewrap)");
+            Ok(Some(sandbox))
+        }
+        Err(why) if choice == SandboxChoice::Auto => {
+            tracing::warn!(%why, "agents run UNSANDBOXED: the sandbox cannot start here");
+            Ok(None)
+        }
+        Err(why) => Err(ServerError::Sandbox(why)),
+    }
+}
+
+/// Creates `dir` (and missing parents) readable by its owner only; an existing one that
+/// others can read is left as it is, with a warning (it holds every message and the admin
+/// token's file).
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(meta) = std::fs::metadata(dir) {
+        if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the state dir is readable by other users; make it private with chmod 700"
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes `text` to `path` readable by its owner only (also when it exists).
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
 }
 
 /// The fake agent's binary: from the configuration, else beside the running server.
@@ -100,8 +198,10 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
     } else {
         format!("http://{host}:{}", local.port())
     };
+    let sandbox = sandbox_from_config(config).await?;
     let token_auth = auth.clone();
     let engine_config = EngineConfig {
+        sandbox,
         server_url: Some(url.clone()),
         max_message_bytes: config.delivery.max_message_bytes,
         idle_timeout: config.monitor.idle_timeout(),
@@ -211,19 +311,121 @@ fn telegram_from_config(config: &Config) -> Result<Option<telegram::Telegram>, S
     })?))
 }
 
-/// Serves the API on `listener` until `shutdown` completes. Agents keep running after the
-/// server stops, so a restarted server re-adopts them.
+/// Limits on the HTTP connections [`serve_with`] accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Connections served at once; one more is closed at once, with a log line.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers (and an idle kept-alive
+    /// connection, its next request's): slow or silent clients cannot hold connections.
+    pub header_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The limits the configuration asks for (`server.max_connections`,
+    /// `server.header_timeout`).
+    pub fn from_config(config: &Config) -> Self {
+        ServeOptions {
+            max_connections: config.server.max_connections,
+            header_timeout: Duration::from_secs_f64(config.server.header_timeout),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, with the default limits.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, shutdown, ServeOptions::default()).await
+}
+
+/// Serves the API on `listener` until `shutdown` completes: HTTP/1.1, at most
+/// `options.max_connections` at once, each closed when its client is too slow to send
+/// headers. On shutdown, connections finish what they are doing (for up to 2 s), the
+/// engine's actors stop, and the agents keep running.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> std::io::Result<()> {
     let engine = state.engine.clone();
-    let result = axum::serve(parse_errors::JsonRefusals(listener), router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state);
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_refusal_log: Option<std::time::Instant> = None;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or the like: say so, breathe, go on.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let quiet = last_refusal_log.is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+            if !quiet {
+                tracing::warn!(
+                    %peer,
+                    limit = options.max_connections,
+                    "connection limit reached (server.max_connections): refusing new connections until some close"
+                );
+                last_refusal_log = Some(std::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let io = hyper_util::rt::TokioIo::new(parse_errors::JsonRefusalIo::new(stream));
+        let mut closing = closing_rx.clone();
+        let header_timeout = options.header_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(io, service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+    let _ = closing_tx.send(true);
+    // Let connections finish what they are doing (an event stream never does).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        permits.acquire_many(options.max_connections as u32),
+    )
+    .await;
     engine.shutdown();
     // Give actors a moment to stop typing before the process exits.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    result
+    Ok(())
 }

@@ -24,7 +24,11 @@ async fn main() -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let config = loaded.config;
+    let mut config = loaded.config;
+    // The configuration may hold secrets (the Telegram token): sandboxed agents never see it.
+    if let Some(source) = &loaded.source {
+        config.terminal.sandbox_hide.push(source.clone());
+    }
     survive_file_size_limits();
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = bind(&addr).await.with_context(|| {
@@ -47,10 +51,11 @@ async fn main() -> anyhow::Result<()> {
     );
     // Clients on this machine find the server here, even when it listens on a random port.
     let url_file = config.state_dir().join(sm_server::URL_FILE);
-    if let Err(e) = std::fs::write(&url_file, &state.url) {
+    if let Err(e) = sm_server::write_private(&url_file, &state.url) {
         tracing::warn!(file = %url_file.display(), error = %e, "cannot record the server URL");
     }
-    sm_server::serve(listener, state, shutdown_signal()).await?;
+    let limits = sm_server::ServeOptions::from_config(&config);
+    sm_server::serve_with(listener, state, shutdown_signal(), limits).await?;
     let _ = std::fs::remove_file(&url_file);
     tracing::info!("sm server stopped; agents keep running");
     Ok(())
@@ -78,6 +83,7 @@ async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
 /// set. `SM_LOG` sets the level (default `info`).
 fn init_logging(log_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    use std::os::unix::fs::OpenOptionsExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter =
@@ -93,6 +99,7 @@ fn init_logging(log_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             Some(

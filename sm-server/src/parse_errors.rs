@@ -13,24 +13,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A listener whose connections carry JSON bodies on parser refusals.
-pub struct JsonRefusals(pub TcpListener);
-
-impl axum::serve::Listener for JsonRefusals {
-    type Io = JsonRefusalIo<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (JsonRefusalIo::new(io), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
 
 /// A connection that rewrites hyper's bodiless parse-error responses (see the module docs).
 pub struct JsonRefusalIo<S> {
@@ -40,7 +22,7 @@ pub struct JsonRefusalIo<S> {
 }
 
 impl<S> JsonRefusalIo<S> {
-    fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         JsonRefusalIo {
             inner,
             pending: None,
@@ -64,10 +46,9 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
             "the request could not be parsed (malformed request line, header or Content-Length)",
         ),
         "HTTP/1.1 431 Request Header Fields Too Large"
-        | "HTTP/1.0 431 Request Header Fields Too Large" => (
-            "headers_too_large",
-            "the request's headers are too large",
-        ),
+        | "HTTP/1.0 431 Request Header Fields Too Large" => {
+            ("headers_too_large", "the request's headers are too large")
+        }
         "HTTP/1.1 414 URI Too Long" | "HTTP/1.0 414 URI Too Long" => {
             ("uri_too_long", "the request's URI is too long")
         }

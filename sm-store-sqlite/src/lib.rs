@@ -74,6 +74,35 @@ fn hint(e: &rusqlite::Error) -> &'static str {
     }
 }
 
+/// Every message text is in the database: it is created 0600 (SQLite gives its WAL and
+/// shared-memory files the database's mode), and an existing one readable by others is
+/// tightened, with its WAL and shared-memory files.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: std::io::Error| Error::store(format!("cannot protect {}", path.display()), e);
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(fail)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)
         .map_err(|e| Error::store(format!("cannot open the database {}", path.display()), e))?;
@@ -101,9 +130,14 @@ impl SqliteStore {
     /// [`SqliteStore::open`] for synchronous callers (not on an async runtime thread).
     pub fn open_blocking(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
                 .map_err(|e| Error::store(format!("cannot create {}", parent.display()), e))?;
         }
+        make_private(path)?;
         let mut writer = connect(path)?;
         schema::migrate(&mut writer)?;
         let reader = connect(path)?;
@@ -260,7 +294,7 @@ fn blob_to_path(b: Vec<u8>) -> PathBuf {
 }
 
 const SESSION_COLUMNS: &str = "id, name, parent, agent, model, working_dir, status, created_at, \
-     status_changed_at, task, end_reason";
+     status_changed_at, task, end_reason, skip_permissions";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -275,6 +309,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         created_at: Timestamp(row.get("created_at")?),
         status_changed_at: Timestamp(row.get("status_changed_at")?),
         end_reason: row.get("end_reason")?,
+        skip_permissions: row.get("skip_permissions")?,
     })
 }
 
@@ -440,7 +475,7 @@ fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -
     conn.execute(
         &format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}, client_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ),
         params![
             s.id.as_str(),
@@ -454,6 +489,7 @@ fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -
             s.status_changed_at.0,
             s.task,
             s.end_reason,
+            s.skip_permissions,
             client_key,
         ],
     )

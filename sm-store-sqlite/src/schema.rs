@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN end_reason TEXT;
     CREATE UNIQUE INDEX sessions_client_key ON sessions (client_key) WHERE client_key IS NOT NULL;
     ",
+    // 6: whether a session runs without permission prompts (what its children may get).
+    "ALTER TABLE sessions ADD COLUMN skip_permissions INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

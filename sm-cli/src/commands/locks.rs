@@ -12,16 +12,29 @@ pub fn lock(client: &Client, reason: &str, json_out: bool) -> Result<(), CliErro
         output::json(&lock);
     } else {
         println!(
-            "locked {} ({reason})",
-            lock["workspace"].as_str().unwrap_or("?")
+            "locked {} ({})",
+            output::field(&lock["workspace"]),
+            output::clean(reason)
         );
     }
     Ok(())
 }
 
-/// `sm unlock`.
-pub fn unlock(client: &Client, json_out: bool) -> Result<(), CliError> {
-    let released = client.delete("/locks")?;
+/// `sm unlock [--force <session|dir>]`. With `--force`, an existing directory names a
+/// workspace; anything else names a session.
+pub fn unlock(client: &Client, force: Option<String>, json_out: bool) -> Result<(), CliError> {
+    let path = match force {
+        None => "/locks".to_string(),
+        Some(target) if std::path::Path::new(&target).is_dir() => {
+            let dir = super::absolute_dir(Some(target.into()))?;
+            format!(
+                "/locks?workspace={}",
+                crate::client::enc(&dir.to_string_lossy())
+            )
+        }
+        Some(target) => format!("/locks?holder={}", crate::client::enc(&target)),
+    };
+    let released = client.delete(&path)?;
     if json_out {
         output::json(&released);
     } else {

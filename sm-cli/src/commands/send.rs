@@ -53,7 +53,8 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
     } else {
         println!(
             "queued message #{} ({mode}) for {}",
-            message["id"], args.target
+            message["id"],
+            output::clean(&args.target)
         );
     }
     Ok(())
@@ -111,7 +112,8 @@ pub fn wait(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliEr
     } else {
         println!(
             "waiting on {}: you will get a message when it finishes, or in {}s",
-            args.target, args.seconds
+            output::clean(&args.target),
+            args.seconds
         );
     }
     Ok(())
@@ -128,7 +130,7 @@ fn wait_here(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliE
     if json_out {
         output::json(&answer);
     } else {
-        let target = &args.target;
+        let target = &output::clean(&args.target);
         let turns: Vec<&str> = answer["turns"]
             .as_array()
             .into_iter()
@@ -140,10 +142,10 @@ fn wait_here(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliE
                 println!("{target} finished its turn");
                 if turns.len() > 1 {
                     for (i, t) in turns.iter().enumerate() {
-                        println!("turn {}: {}", i + 1, sanitize_line(t));
+                        println!("turn {}: {}", i + 1, output::clean(t));
                     }
                 } else if let Some(m) = turns.first().copied().or(answer["last_message"].as_str()) {
-                    println!("last message: {}", sanitize_line(m));
+                    println!("last message: {}", output::clean(m));
                 }
             }
             "timeout" => println!("{target} is still busy after {}s", args.seconds),
@@ -155,11 +157,4 @@ fn wait_here(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliE
         "timeout" => Err(CliError::TimedOut),
         _ => Err(CliError::No),
     }
-}
-
-/// Agent-written text made safe for a terminal line: control characters shown as spaces.
-fn sanitize_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }

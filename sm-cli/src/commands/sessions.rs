@@ -39,9 +39,9 @@ pub fn me(client: &Client, json_out: bool) -> Result<(), CliError> {
         println!(
             "{} [{}] {} in {}",
             output::label(&me),
-            me["id"].as_str().unwrap_or(""),
-            me["status"].as_str().unwrap_or("?"),
-            me["working_dir"].as_str().unwrap_or("")
+            output::field(&me["id"]),
+            output::field(&me["status"]),
+            output::field(&me["working_dir"])
         );
     }
     Ok(())
@@ -98,7 +98,7 @@ pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
     } else if alone {
         println!(
             "alone: no other live session works in {}",
-            dir.unwrap_or_default()
+            output::clean(&dir.unwrap_or_default())
         );
     } else {
         println!("not alone; also working here:");
@@ -122,7 +122,7 @@ pub fn status(client: &Client, json_out: bool) -> Result<(), CliError> {
         println!(
             "me: {} {}",
             output::label(&me),
-            me["status"].as_str().unwrap_or("?")
+            output::field(&me["status"])
         );
     }
     let live_sessions: Vec<Value> = sessions.into_iter().filter(live).collect();
@@ -179,7 +179,7 @@ pub fn clear(client: &Client, target: &str, json_out: bool) -> Result<(), CliErr
     if json_out {
         output::json(&answer);
     } else {
-        println!("cleared {target}");
+        println!("cleared {}", output::clean(target));
     }
     Ok(())
 }
@@ -199,8 +199,9 @@ pub fn answer(
         output::json(&answer);
     } else {
         println!(
-            "answered {target}: {}",
-            answer["answered"].as_str().unwrap_or_default()
+            "answered {}: {}",
+            output::clean(target),
+            output::field(&answer["answered"])
         );
     }
     Ok(())
@@ -249,7 +250,7 @@ pub fn output_tail(
         output::json(&answer);
     } else {
         for line in answer["lines"].as_array().into_iter().flatten() {
-            println!("{}", line.as_str().unwrap_or(""));
+            println!("{}", output::field(line));
         }
         let tools = answer["recent_tools"]
             .as_array()
@@ -261,9 +262,9 @@ pub fn output_tail(
                 let k = &t["kind"];
                 println!(
                     "{} {} {}",
-                    k["phase"].as_str().unwrap_or(""),
-                    k["tool"].as_str().unwrap_or("?"),
-                    k["target"].as_str().unwrap_or("")
+                    output::field(&k["phase"]),
+                    output::field(&k["tool"]),
+                    output::field(&k["target"])
                 );
             }
         }
@@ -296,7 +297,7 @@ pub fn task(
         println!(
             "{}: {}",
             output::label(&updated),
-            updated["task"].as_str().unwrap_or("")
+            output::field(&updated["task"])
         );
     }
     Ok(())
@@ -317,8 +318,8 @@ pub fn subagents(client: &Client, target: Option<String>, json_out: bool) -> Res
     for a in items {
         println!(
             "{:<24} {:<20} {}",
-            a["agent_id"].as_str().unwrap_or("?"),
-            a["agent_type"].as_str().unwrap_or("-"),
+            output::field(&a["agent_id"]),
+            output::clean(a["agent_type"].as_str().unwrap_or("-")),
             if a["running"] == true {
                 "running"
             } else {
@@ -336,13 +337,18 @@ pub fn what(client: &Client, target: &str, deep: bool, json_out: bool) -> Result
         output::json(&answer);
         return Ok(());
     }
-    println!("{}", answer["summary"].as_str().unwrap_or(""));
+    println!(
+        "{}",
+        output::clean_block(answer["summary"].as_str().unwrap_or(""))
+    );
     if answer["source"] == "fallback" {
         println!(
             "(fallback summary: {})",
-            answer["fallback_reason"]
-                .as_str()
-                .unwrap_or("no summariser answered")
+            output::clean(
+                answer["fallback_reason"]
+                    .as_str()
+                    .unwrap_or("no summariser answered")
+            )
         );
     }
     Ok(())

@@ -37,7 +37,7 @@ pub fn print_spawned(session: &serde_json::Value) {
     println!(
         "spawned {} [{}]",
         output::label(session),
-        session["id"].as_str().unwrap_or("")
+        output::field(&session["id"])
     );
 }
 

@@ -38,6 +38,11 @@ pub struct Options {
     pub fixed_port: bool,
     /// Extra environment for the server (and so for its agents).
     pub env: Vec<(String, String)>,
+    /// `terminal.sandbox` (default: the server's default, `auto`). Tests whose agents must
+    /// reach outside (a hook that kills the server) say `none`.
+    pub sandbox: Option<&'static str>,
+    /// More `server.*` settings, as indented YAML lines (`"  max_connections: 8\n"`).
+    pub server_yaml: String,
 }
 
 pub struct Server {
@@ -100,8 +105,13 @@ impl Server {
         std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
         let port = if options.fixed_port { free_port() } else { 0 };
         let config = format!(
-            "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
+            "server:\n  port: {port}\n{}paths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\n{}fake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
+            options.server_yaml,
             dir.path().display(),
+            options
+                .sandbox
+                .map(|s| format!("  sandbox: {s}\n"))
+                .unwrap_or_default(),
             sibling("sm-fake-agent").display(),
             options
                 .extra_config
@@ -292,6 +302,18 @@ impl Server {
             .iter()
             .find(|s| s["name"] == name && s["status"] != "dead")
             .cloned()
+    }
+
+    /// The session with this name, live or not (the newest).
+    pub fn session_any(&self, name: &str) -> Value {
+        self.json(&["all"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no session {name}"))
     }
 
     pub fn session(&self, name: &str) -> Value {

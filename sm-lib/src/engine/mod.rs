@@ -88,6 +88,8 @@ pub struct EngineConfig {
     pub notify: crate::config::NotifyConfig,
     /// Which child events are sent to the child's parent as messages.
     pub parent_notify: crate::config::ParentNotifications,
+    /// Runs every agent inside this sandbox (`None`: unsandboxed).
+    pub sandbox: Option<crate::sandbox::Sandbox>,
     /// Terminal size for new agents.
     pub cols: u16,
     /// Terminal size for new agents.
@@ -108,6 +110,7 @@ impl Default for EngineConfig {
             urgent_delay: Duration::ZERO,
             notify: crate::config::NotifyConfig::default(),
             parent_notify: crate::config::ParentNotifications::default(),
+            sandbox: None,
             cols: 200,
             rows: 50,
         }
@@ -183,6 +186,15 @@ pub struct HookEvent {
     /// Its JSON payload.
     #[serde(default)]
     pub payload: serde_json::Value,
+}
+
+/// Which locks [`Engine::force_unlock`] releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForceUnlock {
+    /// Every lock this session holds.
+    Holder(SessionId),
+    /// The lock on the workspace this directory belongs to.
+    Workspace(PathBuf),
 }
 
 /// What [`Engine::wait_for`] returns.
@@ -374,14 +386,10 @@ impl Engine {
                 .await?
                 .ok_or_else(|| Error::SessionNotFound(reference.to_string()));
         }
-        if let Ok(name) = reference.parse::<SessionName>() {
-            if let Some(s) = self.inner.store.find_live_by_name(&name).await? {
-                return Ok(s);
-            }
-        }
+        // An id prefix wins over a name (names cannot look like ids, but older records may).
         if reference.len() >= 8 && reference.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             let lower = reference.to_ascii_lowercase();
-            let matches: Vec<Session> = self
+            let mut matches: Vec<Session> = self
                 .inner
                 .store
                 .list_sessions()
@@ -389,14 +397,21 @@ impl Engine {
                 .into_iter()
                 .filter(|s| s.id.as_str().starts_with(&lower))
                 .collect();
-            if matches.len() == 1 {
-                return Ok(matches.into_iter().next().unwrap_or_else(|| unreachable!()));
-            }
             if matches.len() > 1 {
+                let candidates: Vec<String> = matches.iter().map(display_name).collect();
                 return Err(Error::InvalidInput(format!(
-                    "{reference:?} matches {} sessions; give more of the id",
-                    matches.len()
+                    "{reference:?} matches {} sessions ({}); give more of the id",
+                    matches.len(),
+                    candidates.join(", ")
                 )));
+            }
+            if let Some(s) = matches.pop() {
+                return Ok(s);
+            }
+        }
+        if let Ok(name) = reference.parse::<SessionName>() {
+            if let Some(s) = self.inner.store.find_live_by_name(&name).await? {
+                return Ok(s);
             }
         }
         Err(Error::SessionNotFound(reference.to_string()))
@@ -498,6 +513,14 @@ impl Engine {
                     parent_session.status
                 )));
             }
+            // An agent cannot give a child more than it has.
+            if request.skip_permissions && !parent_session.skip_permissions {
+                return Err(Error::Forbidden(
+                    "a session started with permission prompts cannot start a child without \
+                     them (skip_permissions)"
+                        .into(),
+                ));
+            }
         }
         let id = SessionId::new_random();
         let (program, args, profile_env) = profile.command(&Launch {
@@ -516,6 +539,7 @@ impl Engine {
         session.name = request.name.clone();
         session.parent = caller.session().cloned();
         session.model = request.model.clone();
+        session.skip_permissions = request.skip_permissions;
         // The session and its first message are stored together, before anything runs: a
         // crash at any later point leaves an agent that still gets its prompt, once.
         let created = self
@@ -571,6 +595,9 @@ impl Engine {
         }
         spec.cols = self.inner.config.cols;
         spec.rows = self.inner.config.rows;
+        if let Some(sandbox) = &self.inner.config.sandbox {
+            sandbox.wrap(&mut spec, &self.inner.backend.private_paths());
+        }
         let handle = self.start_actor(session.clone(), profile.clone(), None);
         if let Err(e) = self.inner.backend.create(&spec).await {
             let reason = format!("could not start: {e}");
@@ -1166,6 +1193,53 @@ impl Engine {
     pub async fn unlock(&self, holder: &SessionId) -> Result<Vec<Lock>> {
         let released = self.inner.store.release_locks_of(holder, None).await?;
         self.after_release(holder, &released).await;
+        Ok(released)
+    }
+
+    /// Releases locks whatever their holder (an admin freeing a workspace a hung agent
+    /// holds): every lock of `holder`, or the lock on the workspace of `dir`. Returns what
+    /// was released.
+    ///
+    /// Errors: [`Error::Forbidden`] for any caller but an admin.
+    pub async fn force_unlock(&self, caller: &Caller, target: ForceUnlock) -> Result<Vec<Lock>> {
+        if *caller != Caller::Admin {
+            return Err(Error::Forbidden(
+                "only an admin may release another session's locks".into(),
+            ));
+        }
+        let released = match target {
+            ForceUnlock::Holder(holder) => {
+                let released = self.inner.store.release_locks_of(&holder, None).await?;
+                self.after_release(&holder, &released).await;
+                released
+            }
+            ForceUnlock::Workspace(dir) => {
+                let workspace = self.workspace_for(&dir).await?;
+                match self.inner.store.get_lock(&workspace).await? {
+                    Some(lock) => {
+                        let released = self
+                            .inner
+                            .store
+                            .release_lock(&workspace, &lock.holder)
+                            .await?
+                            .into_iter()
+                            .collect::<Vec<_>>();
+                        self.after_release(&lock.holder, &released).await;
+                        released
+                    }
+                    None => Vec::new(),
+                }
+            }
+        };
+        for lock in &released {
+            self.record(
+                Some(&lock.holder),
+                EventKind::Note {
+                    text: format!("an admin released the lock on {}", lock.workspace),
+                },
+            )
+            .await;
+        }
         Ok(released)
     }
 

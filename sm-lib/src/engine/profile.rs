@@ -84,10 +84,29 @@ pub fn check_model(model: &str) -> Result<()> {
     }
 }
 
+/// Checks a conversation id to resume: a session id or name shape (letters, digits, `-`,
+/// `_`, `.`), never something an argv parser would take for an option.
+pub fn check_resume(resume: &str) -> Result<()> {
+    let ok = !resume.is_empty()
+        && resume.len() <= 128
+        && resume.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && resume
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "invalid resume {resume:?}: give the id of the conversation to resume"
+        )))
+    }
+}
+
 fn claude_args(launch: &Launch<'_>) -> Result<Vec<String>> {
     let mut args = Vec::new();
     match launch.resume {
         Some(resume) => {
+            check_resume(resume)?;
             args.push("--resume".into());
             args.push(resume.to_string());
         }

@@ -13,6 +13,36 @@ use crate::error::{Error, Result};
 /// Errors: [`Error::InvalidInput`] when nothing printable is left, or when the result is
 /// longer than `max_bytes`.
 pub fn sanitize_message(text: &str, max_bytes: usize) -> Result<String> {
+    let mut out = strip_controls(text);
+    let trimmed_len = out.trim_end().len();
+    out.truncate(trimmed_len);
+    if out.trim().is_empty() {
+        return Err(Error::InvalidInput(
+            "the message is empty (after removing control characters)".into(),
+        ));
+    }
+    if out.len() > max_bytes {
+        return Err(Error::InvalidInput(format!(
+            "the message is {} bytes; the limit is {max_bytes} (delivery.max_message_bytes)",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// Agent-controlled text made safe to print on one line of an operator's terminal: what
+/// [`strip_controls`] leaves, with newlines and tabs shown as spaces.
+pub fn display_line(text: &str) -> String {
+    strip_controls(text)
+        .chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .collect()
+}
+
+/// `text` without escape sequences, control characters other than newline and tab, and
+/// bidirectional overrides; `\r\n` and lone `\r` become `\n`. What is left cannot move a
+/// cursor, set a title, write a clipboard or reprogram a terminal.
+pub fn strip_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -34,20 +64,7 @@ pub fn sanitize_message(text: &str, max_bytes: usize) -> Result<String> {
             c => out.push(c),
         }
     }
-    let trimmed_len = out.trim_end().len();
-    out.truncate(trimmed_len);
-    if out.trim().is_empty() {
-        return Err(Error::InvalidInput(
-            "the message is empty (after removing control characters)".into(),
-        ));
-    }
-    if out.len() > max_bytes {
-        return Err(Error::InvalidInput(format!(
-            "the message is {} bytes; the limit is {max_bytes} (delivery.max_message_bytes)",
-            out.len()
-        )));
-    }
-    Ok(out)
+    out
 }
 
 /// Consumes the rest of an escape sequence whose ESC was just read.
