@@ -89,7 +89,8 @@ fn agent_with(timeout: Duration) -> ureq::Agent {
 
 impl Client {
     /// The server from `SM_SERVER_URL` / `SM_API_URL`, else the configuration; the token
-    /// from `SM_TOKEN`, else the admin token file in the state dir.
+    /// from `SM_TOKEN`, else (outside a managed agent only) the admin token file in the
+    /// state dir.
     pub fn from_env(config_path: Option<&Path>, timeout: Duration) -> Result<Client, CliError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let url_from_env = env("SM_SERVER_URL").or_else(|| env("SM_API_URL"));
@@ -100,7 +101,12 @@ impl Client {
                 let config = Config::load(config_path)
                     .map_err(|e| CliError::Usage(e.to_string()))?
                     .config;
+                // Inside a managed agent, sm acts as that agent or not at all: a missing
+                // SM_TOKEN never falls back to the admin token.
                 let token = token.or_else(|| {
+                    if my_session().is_some() {
+                        return None;
+                    }
                     std::fs::read_to_string(config.state_dir().join("token"))
                         .ok()
                         .map(|t| t.trim().to_string())
@@ -170,6 +176,12 @@ impl Client {
         Err(CliError::Api { code, message })
     }
 
+    /// This process, named to the server so it can tell cheaply whether a request made
+    /// with the admin token comes from inside an agent.
+    fn pid() -> String {
+        std::process::id().to_string()
+    }
+
     fn auth(&self) -> String {
         format!("Bearer {}", self.token.as_deref().unwrap_or(""))
     }
@@ -179,7 +191,8 @@ impl Client {
         let req = self
             .agent
             .get(format!("{}{path}", self.url))
-            .header("Authorization", self.auth());
+            .header("Authorization", self.auth())
+            .header("X-Sm-Pid", Self::pid());
         self.finish(req.call())
     }
 
@@ -188,7 +201,8 @@ impl Client {
         let req = self
             .agent
             .post(format!("{}{path}", self.url))
-            .header("Authorization", self.auth());
+            .header("Authorization", self.auth())
+            .header("X-Sm-Pid", Self::pid());
         self.finish(req.send_json(body))
     }
 
@@ -224,7 +238,8 @@ impl Client {
         let req = self
             .agent
             .delete(format!("{}{path}", self.url))
-            .header("Authorization", self.auth());
+            .header("Authorization", self.auth())
+            .header("X-Sm-Pid", Self::pid());
         self.finish(req.call())
     }
 }

@@ -506,17 +506,22 @@ fn what_uses_the_summariser_and_says_when_it_falls_back() {
         "--skip-permissions",
         "[[write plan.md the plan]] [[reply wrote the plan]]",
     ]);
-    s.until("the turn", || {
-        (s.find("busy").is_some_and(|b| b["status"] == "idle") && !s.prompts("busy").is_empty())
-            .then_some(())
+    // Idle after the tool ran is the end of the turn (right after the submit the status can
+    // still read idle for a moment).
+    s.until("the turn to end after its tool use", || {
+        (s.ok(&["output", "busy"]).contains("post Write")
+            && s.find("busy").is_some_and(|b| b["status"] == "idle"))
+        .then_some(())
     });
-    s.until("the tool use", || {
-        s.ok(&["output", "busy"])
-            .contains("post Write")
-            .then_some(())
+    // No `claude` here: the configured command does not exist, so the fallback answers
+    // (once the turn's end is in the log).
+    let answer = s.until("the summary of the finished turn", || {
+        let a = s.json(&["what", "busy"]);
+        a["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("last message"))
+            .then_some(a)
     });
-    // No `claude` here: the configured command does not exist, so the fallback answers.
-    let answer = s.json(&["what", "busy"]);
     assert_eq!(answer["source"], "fallback", "{answer}");
     let summary = answer["summary"].as_str().unwrap();
     assert!(summary.contains("busy is idle"), "{summary}");

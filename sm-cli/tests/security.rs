@@ -14,6 +14,8 @@ use support::*;
 /// What the attack script found, by line.
 struct Findings {
     report: String,
+    /// What the in-tree `sm kill` said.
+    kill_said: String,
     ids_seen: String,
     victim_prompts: Vec<String>,
     victim_status: String,
@@ -38,6 +40,8 @@ fn attack(s: &Server) -> Findings {
          tmux -L {socket} send-keys -t '={socket}:={victim}' Enter > /dev/null 2>&1\n\
          cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep '^SM_SESSION_ID=' | sort -u > ids.out\n\
          env -u SM_TOKEN -u SM_SESSION_ID -u CLAUDE_SESSION_MANAGER_ID -u SM_SERVER_URL sm --config {config} kill victim > kill.out 2>&1; echo \"kill rc $?\" >> $out\n\
+         ( setsid sh -c 'env -u SM_TOKEN -u SM_SESSION_ID -u CLAUDE_SESSION_MANAGER_ID -u SM_SERVER_URL sm --config {config} kill victim > kill2.out 2>&1; echo \"kill2 rc $?\" > kill2.rc' & )\n\
+         while [ ! -f kill2.rc ]; do sleep 0.05; done; cat kill2.rc >> $out\n\
          echo \"TMUX=[$TMUX]\" >> $out\n\
          echo done > attack.done\n",
         state = state.display(),
@@ -68,6 +72,7 @@ fn attack(s: &Server) -> Findings {
         .unwrap();
     Findings {
         report: read("attack.out"),
+        kill_said: read("kill.out"),
         ids_seen: read("ids.out"),
         victim_prompts: s.prompts("victim"),
         victim_status,
@@ -119,12 +124,13 @@ fn a_sandboxed_agent_cannot_read_the_admin_token_drive_tmux_read_others_or_act_a
         "only its own processes are visible"
     );
     assert!(!f.report.contains("kill rc 0"), "{}", f.report);
+    assert!(!f.report.contains("kill2 rc 0"), "{}", f.report);
     assert_eq!(f.victim_status, "idle");
     assert!(f.report.contains("TMUX=[]"), "{}", f.report);
 }
 
 #[test]
-fn without_the_sandbox_an_agent_can_do_what_its_user_can() {
+fn without_the_sandbox_an_agent_can_do_what_its_user_can_but_not_use_the_admin_token_in_its_tree() {
     // What the README's threat model says of `terminal.sandbox: none`.
     let s = Server::start_opts(Options {
         sandbox: Some("none"),
@@ -136,8 +142,17 @@ fn without_the_sandbox_an_agent_can_do_what_its_user_can() {
     assert!(f.report.contains("tmux rc 0"), "{}", f.report);
     let victim = s.session_any("victim")["id"].as_str().unwrap().to_string();
     assert!(f.ids_seen.contains(&victim), "{}", f.ids_seen);
-    assert!(f.report.contains("kill rc 0"), "{}", f.report);
-    assert_eq!(f.victim_status, "dead");
+    // The admin token, read from the state dir, is refused from inside the agent's
+    // process tree...
+    assert!(f.report.contains("kill rc 1"), "{}", f.report);
+    assert!(
+        f.kill_said.contains("not accepted from inside an agent"),
+        "{}",
+        f.kill_said
+    );
+    // (A process that left the tree with a double fork may or may not be told apart,
+    // depending on who adopts it; the README says not to rely on it.)
+    let _ = f.victim_status;
 }
 
 /// An agent's own token, as the server hands it out.
@@ -341,4 +356,50 @@ fn a_slow_loris_held_every_connection() {
     s.until("the server to answer again", || {
         (s.http("GET", "/health", None, None, b"").0 == 200).then_some(())
     });
+}
+
+#[test]
+fn a_sandboxed_agent_on_raw_ptys_cannot_read_the_admin_token_or_other_agents() {
+    let s = Server::start_opts(Options {
+        sandbox: Some("bwrap"),
+        backend: Some("pty"),
+        ..Options::default()
+    });
+    s.ok(&["spawn", "--agent", "fake", "--name", "victim"]);
+    s.wait_status("victim", "idle");
+    let state = s.dir.path().join("state");
+    std::fs::write(
+        s.work().join("peek.sh"),
+        format!(
+            "cat {}/token > peek.out 2>&1\n\
+             cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep '^SM_SESSION_ID=' | sort -u > peek.ids\n\
+             echo done > peek.done\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "peeker",
+        "--skip-permissions",
+        "[[bash sh peek.sh]]",
+    ]);
+    s.until("the peek", || {
+        s.work().join("peek.done").exists().then_some(())
+    });
+    let out = std::fs::read_to_string(s.work().join("peek.out")).unwrap();
+    assert!(
+        !out.contains(&s.token()) && out.contains("No such file"),
+        "{out}"
+    );
+    let peeker = s.session("peeker")["id"].as_str().unwrap().to_string();
+    let ids = std::fs::read_to_string(s.work().join("peek.ids")).unwrap();
+    assert_eq!(ids.trim(), format!("SM_SESSION_ID={peeker}"));
+    // Killing a sandboxed agent on a PTY ends it, with its whole tree.
+    s.ok(&["kill", "peeker"]);
+    s.ok(&["send", "victim", "still here [[reply yes]]"]);
+    s.wait_prompts("victim", 1);
 }

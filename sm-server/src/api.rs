@@ -290,6 +290,9 @@ impl FromRequestParts<AppState> for Authed {
             )
         };
         let caller = state.auth.caller(token).ok_or_else(unauthorized)?;
+        if caller == Caller::Admin {
+            refuse_admin_inside_an_agent(parts, state).await?;
+        }
         if let Caller::Session(id) = &caller {
             // A token for a session the server never made is worthless, and one for a
             // session that has ended can no longer act.
@@ -338,6 +341,55 @@ fn scoped_key(
             Caller::Session(id) => format!("{what}{id}:{k}"),
         })),
         None => Ok(None),
+    }
+}
+
+/// Refuses the admin token when the request comes from a process in a live agent's process
+/// tree (see [`crate::peer`] for what can and cannot be told).
+async fn refuse_admin_inside_an_agent(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let Some(connection) = parts.extensions.get::<crate::peer::Connection>().copied() else {
+        return Ok(());
+    };
+    if !connection.peer.ip().is_loopback() {
+        return Ok(());
+    }
+    let live: std::collections::HashSet<String> = state
+        .engine
+        .sessions()
+        .await?
+        .into_iter()
+        .filter(|s| s.status.is_live())
+        .map(|s| s.id.to_string())
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let hint = parts
+        .headers
+        .get("x-sm-pid")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let found = tokio::task::spawn_blocking(move || {
+        crate::peer::agent_behind(connection.peer, connection.local, hint, |id| {
+            live.contains(id)
+        })
+    })
+    .await
+    .ok()
+    .flatten();
+    match found {
+        Some(session) => {
+            tracing::warn!(%session, "refused the admin token from inside an agent's process tree");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the admin token is not accepted from inside an agent (session {session}); \
+                     an agent acts with its own token"
+                ),
+            ))
+        }
+        None => Ok(()),
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 mod parse_errors;
+pub mod peer;
 pub mod telegram;
 pub mod webhook;
 
@@ -392,7 +393,17 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = peer::Connection {
+            peer,
+            local: listener.local_addr()?,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(connection);
+                let mut app = app.clone();
+                async move { tower::Service::call(&mut app, req).await }
+            });
         let io = hyper_util::rt::TokioIo::new(parse_errors::JsonRefusalIo::new(stream));
         let mut closing = closing_rx.clone();
         let header_timeout = options.header_timeout;

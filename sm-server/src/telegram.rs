@@ -690,8 +690,10 @@ pub fn excerpt(text: &str, max: usize) -> String {
 }
 
 /// Escapes text for Telegram's MarkdownV2, so nothing an agent writes can change the
-/// formatting (or make Telegram refuse the message).
+/// formatting (or make Telegram refuse the message); escape sequences and control
+/// characters are dropped first, as for every operator's screen.
 pub fn escape(text: &str) -> String {
+    let text = sm_lib::engine::sanitize::strip_controls(text);
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         if matches!(
@@ -724,7 +726,9 @@ pub fn escape(text: &str) -> String {
 
 /// Escapes text inside a MarkdownV2 code span.
 fn escape_code(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('`', "\\`")
+    sm_lib::engine::sanitize::strip_controls(text)
+        .replace('\\', "\\\\")
+        .replace('`', "\\`")
 }
 
 /// Splits an escaped message into pieces under Telegram's limit, at line breaks where it

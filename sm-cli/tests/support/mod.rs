@@ -43,6 +43,8 @@ pub struct Options {
     pub sandbox: Option<&'static str>,
     /// More `server.*` settings, as indented YAML lines (`"  max_connections: 8\n"`).
     pub server_yaml: String,
+    /// `terminal.backend` (default `tmux`).
+    pub backend: Option<&'static str>,
 }
 
 pub struct Server {
@@ -105,9 +107,10 @@ impl Server {
         std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
         let port = if options.fixed_port { free_port() } else { 0 };
         let config = format!(
-            "server:\n  port: {port}\n{}paths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\n{}fake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
+            "server:\n  port: {port}\n{}paths:\n  state_file: {}/state/state.json\nterminal:\n  backend: {}\n  tmux_socket: {socket}\n{}fake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
             options.server_yaml,
             dir.path().display(),
+            options.backend.unwrap_or("tmux"),
             options
                 .sandbox
                 .map(|s| format!("  sandbox: {s}\n"))
