@@ -403,3 +403,74 @@ fn a_sandboxed_agent_on_raw_ptys_cannot_read_the_admin_token_or_other_agents() {
     s.ok(&["send", "victim", "still here [[reply yes]]"]);
     s.wait_prompts("victim", 1);
 }
+
+#[test]
+fn a_bubblewrap_that_cannot_run_stops_the_server_unless_told_to_run_unsandboxed() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bwrap that fails as it does without unprivileged user namespaces.
+    let fake_bin = dir.path().join("bin");
+    std::fs::create_dir(&fake_bin).unwrap();
+    let bwrap = fake_bin.join("bwrap");
+    std::fs::write(
+        &bwrap,
+        "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bwrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |sandbox: &str| {
+        let config = dir.path().join(format!("config-{sandbox}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "server:\n  port: 0\npaths:\n  state_file: {}/state-{sandbox}/state.json\nterminal:\n  backend: pty\n  sandbox: {sandbox}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(sibling("sm-server"))
+            .arg("--config")
+            .arg(&config)
+            .env("PATH", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url_file = dir.path().join(format!("state-{sandbox}/server.url"));
+        let exited = until("the server to start or stop", DEADLINE, || {
+            if url_file.exists() {
+                return Some(None);
+            }
+            child.try_wait().unwrap().map(Some)
+        });
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (exited, log)
+    };
+    let (exited, log) = run("auto");
+    assert!(
+        exited.is_some_and(|st| !st.success()),
+        "the server started with a broken sandbox:\n{log}"
+    );
+    assert!(
+        log.contains("No permissions to create new namespace")
+            && log.contains("unprivileged_userns_clone")
+            && log.contains("terminal.sandbox: none"),
+        "{log}"
+    );
+    let (exited, log) = run("none");
+    assert!(
+        exited.is_none(),
+        "told to run unsandboxed, it starts:\n{log}"
+    );
+    assert!(log.contains("agents run unsandboxed"), "{log}");
+}

@@ -356,8 +356,8 @@ pub enum BackendChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxChoice {
-    /// bubblewrap when it is installed and can run here; otherwise unsandboxed, said loudly
-    /// at start.
+    /// bubblewrap when it is installed (the server refuses to start when it is installed
+    /// but cannot run here); unsandboxed when it is not installed, said loudly at start.
     #[default]
     Auto,
     /// bubblewrap, or the server refuses to start (saying why and how to fix it).

@@ -74,8 +74,9 @@ pub async fn backend_from_config(config: &Config) -> Result<Arc<dyn TerminalBack
 }
 
 /// The sandbox agents run in, as the configuration asks: `auto` uses bubblewrap when it is
-/// installed and works here, `bwrap` insists on it, `none` runs agents unsandboxed. Says
-/// which at start, loudly when agents run unsandboxed by default.
+/// installed (and refuses to start when it is installed but cannot run here, saying how to
+/// fix it), `bwrap` insists on it, `none` runs agents unsandboxed. Says which at start,
+/// loudly when agents run unsandboxed because bubblewrap is missing.
 pub async fn sandbox_from_config(config: &Config) -> Result<Option<Sandbox>, ServerError> {
     let choice = config.terminal.sandbox;
     if choice == SandboxChoice::None {
@@ -121,10 +122,8 @@ pub async fn sandbox_from_config(config: &Config) -> Result<Option<Sandbox>, Ser
             tracing::info!(bwrap = %sandbox.program.display(), hidden = ?sandbox.hidden, "agents run sandboxed (bubblewrap)");
             Ok(Some(sandbox))
         }
-        Err(why) if choice == SandboxChoice::Auto => {
-            tracing::warn!(%why, "agents run UNSANDBOXED: the sandbox cannot start here");
-            Ok(None)
-        }
+        // Installed but unable to run: agents run unsandboxed only when the configuration
+        // says so (terminal.sandbox: none), never by surprise.
         Err(why) => Err(ServerError::Sandbox(why)),
     }
 }
