@@ -347,36 +347,53 @@ fn scoped_key(
 /// Refuses the admin token when the request comes from a process in a live agent's process
 /// tree (see [`crate::peer`] for what can and cannot be told).
 async fn refuse_admin_inside_an_agent(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
-    let Some(connection) = parts.extensions.get::<crate::peer::Connection>().copied() else {
+    // Sandboxed agents cannot read the admin token at all; the look costs a scan of every
+    // process when the client names no pid, so it is made only where it matters.
+    if state.engine.config().sandbox.is_some() {
+        return Ok(());
+    }
+    let Some(connection) = parts.extensions.get::<crate::peer::Connection>().cloned() else {
         return Ok(());
     };
     if !connection.peer.ip().is_loopback() {
         return Ok(());
     }
-    let live: std::collections::HashSet<String> = state
-        .engine
-        .sessions()
-        .await?
-        .into_iter()
-        .filter(|s| s.status.is_live())
-        .map(|s| s.id.to_string())
-        .collect();
-    if live.is_empty() {
+    let behind = match connection.behind.get() {
+        Some(found) => found.clone(),
+        None => {
+            let hint = parts
+                .headers
+                .get("x-sm-pid")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            let (peer, local) = (connection.peer, connection.local);
+            let found = tokio::task::spawn_blocking(move || {
+                crate::peer::sessions_behind(peer, local, hint)
+            })
+            .await
+            .unwrap_or_default();
+            connection.behind.get_or_init(|| found).clone()
+        }
+    };
+    if behind.is_empty() {
         return Ok(());
     }
-    let hint = parts
-        .headers
-        .get("x-sm-pid")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok());
-    let found = tokio::task::spawn_blocking(move || {
-        crate::peer::agent_behind(connection.peer, connection.local, hint, |id| {
-            live.contains(id)
-        })
-    })
-    .await
-    .ok()
-    .flatten();
+    let mut found = None;
+    for id in behind {
+        let Ok(id) = id.parse::<sm_lib::SessionId>() else {
+            continue;
+        };
+        if state
+            .engine
+            .store()
+            .get_session(&id)
+            .await?
+            .is_some_and(|s| s.status.is_live())
+        {
+            found = Some(id);
+            break;
+        }
+    }
     match found {
         Some(session) => {
             tracing::warn!(%session, "refused the admin token from inside an agent's process tree");

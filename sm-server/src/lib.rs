@@ -395,11 +395,12 @@ pub async fn serve_with(
         let connection = peer::Connection {
             peer,
             local: listener.local_addr()?,
+            behind: Arc::default(),
         };
         let app = app.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(connection);
+                req.extensions_mut().insert(connection.clone());
                 let mut app = app.clone();
                 async move { tower::Service::call(&mut app, req).await }
             });

@@ -13,44 +13,52 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 /// The two ends of the connection a request came on (a request extension set by
-/// [`crate::serve_with`]).
-#[derive(Debug, Clone, Copy)]
+/// [`crate::serve_with`]), and what was found behind it, once looked for: the process on
+/// the other end does not change for the connection's life, so a kept-alive client costs
+/// one look.
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// The client's address.
     pub peer: SocketAddr,
     /// The server's address.
     pub local: SocketAddr,
+    /// The sessions named in the environments of the client process and its ancestors.
+    pub behind: std::sync::Arc<std::sync::OnceLock<Vec<String>>>,
 }
 
-/// The session whose process tree the peer of the connection `peer` → `local` belongs
-/// to, if it can be told: the first `SM_SESSION_ID` (or the Python manager's name for
-/// it) found in the environment of the peer process or an ancestor, for which `known`
-/// says yes.
-pub fn agent_behind(
+/// The sessions named (`SM_SESSION_ID`, or the Python manager's name for it) in the
+/// environments of the process on the other end of the loopback connection `peer` →
+/// `local` and of its ancestors, nearest first; empty when it cannot be told.
+pub fn sessions_behind(
     peer: SocketAddr,
     local: SocketAddr,
     hinted_pid: Option<u32>,
-    known: impl Fn(&str) -> bool,
-) -> Option<String> {
+) -> Vec<String> {
+    let mut found = Vec::new();
     if !peer.ip().is_loopback() {
-        return None;
+        return found;
     }
-    let inode = socket_inode(peer, local)?;
+    let Some(inode) = socket_inode(peer, local) else {
+        return found;
+    };
     let needle = format!("socket:[{inode}]");
-    let pid = hinted_pid
+    let Some(pid) = hinted_pid
         .filter(|p| holds(*p, &needle))
-        .or_else(|| holder_of(&needle))?;
+        .or_else(|| holder_of(&needle))
+    else {
+        return found;
+    };
     let mut current = pid;
     for _ in 0..64 {
-        if let Some(id) = session_in_environment(current).filter(|id| known(id)) {
-            return Some(id);
+        if let Some(id) = session_in_environment(current) {
+            found.push(id);
         }
         match parent_of(current) {
             Some(parent) if parent > 1 && parent != current => current = parent,
             _ => break,
         }
     }
-    None
+    found
 }
 
 /// The inode of the client's socket of the TCP connection `peer` → `local`.
@@ -142,7 +150,11 @@ mod tests {
         let needle = format!("socket:[{inode}]");
         assert!(holds(std::process::id(), &needle));
         assert_eq!(holder_of(&needle), Some(std::process::id()));
-        // No session is known: nothing is reported, whatever the environment says.
-        assert_eq!(agent_behind(peer, local, None, |_| false), None);
+        // Whatever this test's environment names, it is found the same with and without the
+        // pid hint.
+        assert_eq!(
+            sessions_behind(peer, local, None),
+            sessions_behind(peer, local, Some(std::process::id()))
+        );
     }
 }
