@@ -483,36 +483,33 @@ pub fn stderr(out: &Output) -> String {
 }
 
 impl Server {
-    /// Every message in the server's store, read from its database file (the server may be
-    /// running: SQLite's WAL lets another process read alongside).
-    pub fn messages(&self) -> Vec<sm_lib::Message> {
+    /// Reads the server's store from its database file (the server may be running:
+    /// SQLite's WAL lets another process read alongside).
+    fn read_store<T>(
+        &self,
+        read: impl AsyncFnOnce(&sm_store_sqlite::SqliteStore) -> sm_lib::Result<T>,
+    ) -> T {
         let db = self.dir.path().join("state/sm.db");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            use sm_lib::MessageStore;
             let store = sm_store_sqlite::SqliteStore::open(&db).await.unwrap();
-            store
-                .list_messages(&sm_lib::MessageFilter::default())
-                .await
-                .unwrap()
+            read(&store).await.unwrap()
         })
+    }
+
+    /// Every message in the server's store.
+    pub fn messages(&self) -> Vec<sm_lib::Message> {
+        use sm_lib::MessageStore;
+        self.read_store(async |store| store.list_messages(&sm_lib::MessageFilter::default()).await)
     }
 
     /// Every registered wait.
     pub fn waits(&self) -> Vec<sm_lib::Wait> {
-        let db = self.dir.path().join("state/sm.db");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use sm_lib::MessageStore;
-            let store = sm_store_sqlite::SqliteStore::open(&db).await.unwrap();
-            store.list_waits(None).await.unwrap()
-        })
+        use sm_lib::MessageStore;
+        self.read_store(async |store| store.list_waits(None).await)
     }
 
     /// The stored message whose text is `text`, once it exists.
