@@ -26,7 +26,14 @@ fn bin(name: &str) -> PathBuf {
 }
 
 /// The real CLI, installing it into the cache when needed; `Err` says why it is missing.
+/// Once per test process: the tests here run in parallel, and two installs into one cache
+/// (or running it while the other installs) fail.
 fn claude() -> Result<PathBuf, String> {
+    static CLAUDE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CLAUDE.get_or_init(find_or_install_claude).clone()
+}
+
+fn find_or_install_claude() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("SM_CLAUDE_BIN") {
         return Ok(PathBuf::from(p));
     }
