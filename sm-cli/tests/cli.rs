@@ -427,13 +427,13 @@ fn agent_commands_work_from_inside_an_agent_with_json_output() {
     assert_eq!(read("spawn.json")["parent"], read("me.json")["id"]);
     assert_eq!(read("wait.json")["timeout_secs"], 30);
     let others = read("others.json");
-    assert!(
-        others
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|o| o["name"] != "agent")
-    );
+    let names: Vec<&str> = others
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["helper"], "everyone live but me");
     assert_eq!(read("children.json")[0]["name"], "helper");
     let alone = std::fs::read_to_string(s.work().join("alone.rc")).unwrap();
     assert_eq!(alone.trim(), "1", "helper works in the same directory");
