@@ -574,3 +574,69 @@ async fn a_second_signal_of_the_same_turn_end_was_reported_twice() {
     pass(Duration::from_secs(3)).await;
     assert_eq!(s.backend.submitted(&em.id).len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_spawn_that_sm_stopped_before_its_agent_started_is_started_anew_when_repeated() {
+    // What a crash between storing a session and starting its terminal leaves behind: the
+    // session `starting`, keyed, with its prompt queued, and no terminal.
+    let store = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let orphan = Session::new(
+        sm_lib::SessionId::new_random(),
+        AgentKind::Fake,
+        dir.path().canonicalize().unwrap(),
+    );
+    store
+        .create_session(sm_lib::NewSession {
+            session: orphan.clone(),
+            first_message: Some(sm_lib::NewMessage {
+                target: orphan.id.clone(),
+                sender: None,
+                text: "the task".into(),
+                mode: DeliveryMode::Sequential,
+                client_key: None,
+            }),
+            client_key: Some("spawn:admin:k1".into()),
+        })
+        .await
+        .unwrap();
+    let backend = MemoryBackend::new();
+    let mut hooks = backend.hook_events();
+    let engine = Engine::builder(store.clone(), Arc::new(backend.clone()))
+        .profile(Arc::new(FakeProfile {
+            program: PathBuf::from("simulated"),
+            env: Default::default(),
+        }))
+        .start()
+        .await
+        .unwrap();
+    let forward = engine.clone();
+    tokio::spawn(async move {
+        while let Some((id, event)) = hooks.recv().await {
+            let _ = forward.hook(&id, event).await;
+        }
+    });
+    pass(Duration::from_secs(1)).await;
+    let ended = store.get_session(&orphan.id).await.unwrap().unwrap();
+    assert_eq!(ended.status, SessionStatus::Dead);
+    // The repeated request (same key) starts the agent, and its prompt arrives once.
+    let mut request = SpawnRequest::new(AgentKind::Fake, dir.path());
+    request.prompt = Some("the task".into());
+    request.client_key = Some("spawn:admin:k1".into());
+    let started = engine.spawn(&Caller::Admin, request.clone()).await.unwrap();
+    assert_ne!(started.id, orphan.id);
+    assert!(started.status.is_live());
+    pass(Duration::from_secs(2)).await;
+    assert_eq!(backend.submitted(&started.id), ["the task"]);
+    // Repeated once more, it is the same new agent, not a third.
+    let again = engine.spawn(&Caller::Admin, request).await.unwrap();
+    assert_eq!(again.id, started.id);
+    let live: Vec<_> = store
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.status.is_live())
+        .collect();
+    assert_eq!(live.len(), 1);
+}

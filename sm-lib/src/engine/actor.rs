@@ -1345,7 +1345,9 @@ impl Actor {
             .collect();
         self.fire_waits(waits, WaitOutcome::Ended, |_| text.clone())
             .await;
-        if final_status == SessionStatus::Dead && !self.killing {
+        // A session that never started is no death to report: its spawner either repeats
+        // the spawn (which starts it anew) or already heard its request fail.
+        if final_status == SessionStatus::Dead && !self.killing && reason != super::NEVER_STARTED {
             self.tell_parent(
                 self.inner().config.parent_notify.notify_parent_on_error,
                 format!("[sm] child {} died: {reason}.", display_name(&self.session)),

@@ -45,6 +45,11 @@ pub const ENV_LEGACY_SESSION_ID: &str = "CLAUDE_SESSION_MANAGER_ID";
 /// The Python session manager's name for [`ENV_SERVER_URL`].
 pub const ENV_LEGACY_SERVER_URL: &str = "SM_API_URL";
 
+/// Why a session that sm stopped starting ended; a spawn repeated with its key starts it
+/// anew (see `Engine::respawned`).
+pub(crate) const NEVER_STARTED: &str =
+    "it was still starting when sm stopped; repeating the spawn starts it anew";
+
 /// How long a kill waits for the session's actor to settle its queue, locks and waits.
 const KILL_SETTLE: Duration = Duration::from_secs(30);
 
@@ -559,7 +564,7 @@ impl Engine {
             .await?;
         if !created.inserted {
             // A repeat of a spawn already made: answer as the first request would have.
-            return self.respawned(caller, created.session, request.wait).await;
+            return Box::pin(self.respawned(caller, created.session, &request)).await;
         }
         let session = created.session;
         self.record(
@@ -625,13 +630,23 @@ impl Engine {
     /// The answer to a repeated spawn: the session the first request created, once it is
     /// ready (or why it is not), with the caller's wait registered again (waits of one
     /// caller on one session wake it once, so a wait the first request registered is not
-    /// doubled).
+    /// doubled). A session whose agent was never started (sm stopped between storing it
+    /// and starting its terminal) is started anew, under a key derived from the first, so
+    /// a further repeat finds the new one.
     async fn respawned(
         &self,
         caller: &Caller,
         session: Session,
-        wait: Option<Duration>,
+        request: &SpawnRequest,
     ) -> Result<Session> {
+        if session.end_reason.as_deref() == Some(NEVER_STARTED) {
+            let mut again = request.clone();
+            again.client_key = request
+                .client_key
+                .as_ref()
+                .map(|key| format!("{key}#{}", session.id));
+            return self.spawn(caller, again).await;
+        }
         let handle = lock_map(&self.inner.actors).get(&session.id).cloned();
         let Some(handle) = handle.filter(|_| session.status.is_live()) else {
             return Err(Error::backend_msg(format!(
@@ -644,7 +659,7 @@ impl Engine {
             )));
         };
         self.until_ready(&session.id, &handle).await?;
-        if let (Some(wait), Some(parent)) = (wait, caller.session()) {
+        if let (Some(wait), Some(parent)) = (request.wait, caller.session()) {
             self.register_wait(Some(parent), &session.id, wait).await?;
         }
         self.session(&session.id).await
@@ -1409,6 +1424,13 @@ impl Engine {
             let first = if live.contains(&session.id) {
                 tracing::info!(session = %session.id, "re-adopted a running agent");
                 Command::Recover
+            } else if session.status == SessionStatus::Starting {
+                // Stored, but its terminal never existed or died while starting: the spawn
+                // that made it never answered, and repeating it starts it anew.
+                Command::Exited {
+                    status: None,
+                    reason: NEVER_STARTED.into(),
+                }
             } else {
                 Command::Exited {
                     status: None,
