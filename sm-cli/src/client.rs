@@ -176,33 +176,27 @@ impl Client {
         Err(CliError::Api { code, message })
     }
 
-    /// This process, named to the server so it can tell cheaply whether a request made
-    /// with the admin token comes from inside an agent.
-    fn pid() -> String {
-        std::process::id().to_string()
-    }
-
-    fn auth(&self) -> String {
-        format!("Bearer {}", self.token.as_deref().unwrap_or(""))
+    /// `request` with who is asking: the token, and this process's pid, which the server
+    /// uses to tell cheaply whether a request made with the admin token comes from inside
+    /// an agent.
+    fn identified<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        request
+            .header(
+                "Authorization",
+                format!("Bearer {}", self.token.as_deref().unwrap_or("")),
+            )
+            .header("X-Sm-Pid", std::process::id().to_string())
     }
 
     /// GET `path`.
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
-        let req = self
-            .agent
-            .get(format!("{}{path}", self.url))
-            .header("Authorization", self.auth())
-            .header("X-Sm-Pid", Self::pid());
+        let req = self.identified(self.agent.get(format!("{}{path}", self.url)));
         self.finish(req.call())
     }
 
     /// POST `body` as JSON to `path`.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
-        let req = self
-            .agent
-            .post(format!("{}{path}", self.url))
-            .header("Authorization", self.auth())
-            .header("X-Sm-Pid", Self::pid());
+        let req = self.identified(self.agent.post(format!("{}{path}", self.url)));
         self.finish(req.send_json(body))
     }
 
@@ -235,11 +229,7 @@ impl Client {
 
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<Value, CliError> {
-        let req = self
-            .agent
-            .delete(format!("{}{path}", self.url))
-            .header("Authorization", self.auth())
-            .header("X-Sm-Pid", Self::pid());
+        let req = self.identified(self.agent.delete(format!("{}{path}", self.url)));
         self.finish(req.call())
     }
 }

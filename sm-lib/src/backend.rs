@@ -304,13 +304,8 @@ pub fn missing_program(
     program: &str,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &std::path::Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
     if program.contains('/') {
-        return (!runnable(std::path::Path::new(program)))
+        return (!is_executable(std::path::Path::new(program)))
             .then(|| format!("`{program}` is not an executable file"));
     }
     let path = env
@@ -318,8 +313,21 @@ pub fn missing_program(
         .map(std::ffi::OsString::from)
         .or_else(|| std::env::var_os("PATH"))
         .unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)));
-    (!found).then(|| {
+    find_on_path(program, &path).is_none().then(|| {
         format!("`{program}` is not on PATH (install it, or set its command in the configuration)")
     })
+}
+
+/// The first executable file named `program` in the directories of `path` (a `PATH`
+/// value).
+pub fn find_on_path(program: &str, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -175,13 +175,7 @@ impl MessageStore for MemoryStore {
                 inserted: false,
             });
         }
-        if let Some(m) = &new.first_message {
-            if m.target != new.session.id {
-                return Err(Error::InvalidInput(
-                    "a new session's first message must target it".into(),
-                ));
-            }
-        }
+        crate::store::check_new_session(&new)?;
         // Check everything before changing anything, so a refusal leaves no trace.
         if let Some(key) = new
             .first_message

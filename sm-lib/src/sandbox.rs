@@ -113,10 +113,7 @@ impl Sandbox {
 
 /// `bwrap` on `PATH`, if installed.
 pub fn find_bwrap() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("bwrap"))
-        .find(|p| p.is_file())
+    crate::backend::find_on_path("bwrap", &std::env::var_os("PATH")?)
 }
 
 #[cfg(test)]

@@ -61,6 +61,17 @@ pub struct Created {
     pub inserted: bool,
 }
 
+/// Refuses a [`NewSession`] whose first message is for another session; the shared rule
+/// of [`MessageStore::create_session`] for every store.
+pub fn check_new_session(new: &NewSession) -> Result<()> {
+    match &new.first_message {
+        Some(m) if m.target != new.session.id => Err(crate::Error::InvalidInput(
+            "a new session's first message must target it".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Durable state of sm.
 ///
 /// # Shared contract

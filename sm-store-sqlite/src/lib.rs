@@ -552,14 +552,19 @@ fn append_event_tx(
     })
 }
 
-/// The priorities of `modes` as an SQL list. They come from our own enum, never from
-/// input, so inlining them is safe.
-fn priority_list(modes: &[DeliveryMode]) -> String {
-    modes
+/// Where the message `claim_next` takes (and `peek_next` shows) is found: the oldest queued
+/// message for target `?1` of the highest priority among `modes`. The priorities come from
+/// our own enum, never from input, so inlining them is safe.
+fn next_in_queue(modes: &[DeliveryMode]) -> String {
+    let priorities = modes
         .iter()
         .map(|m| m.priority().to_string())
         .collect::<Vec<_>>()
-        .join(",")
+        .join(",");
+    format!(
+        "FROM messages WHERE target = ?1 AND state = 'queued' AND priority IN ({priorities}) \
+         ORDER BY priority DESC, id LIMIT 1"
+    )
 }
 
 #[async_trait]
@@ -595,13 +600,7 @@ impl MessageStore for SqliteStore {
                     });
                 }
             }
-            if let Some(m) = &new.first_message {
-                if m.target != new.session.id {
-                    return Err(Error::InvalidInput(
-                        "a new session's first message must target it".into(),
-                    ));
-                }
-            }
+            sm_lib::store::check_new_session(&new)?;
             insert_session_tx(conn, &new.session, new.client_key.as_deref())?;
             let first_message = match new.first_message {
                 Some(m) => {
@@ -775,15 +774,11 @@ impl MessageStore for SqliteStore {
         if modes.is_empty() {
             return Ok(None);
         }
-        let priorities = priority_list(modes);
+        let next = next_in_queue(modes);
         let target = target.clone();
         self.read(move |conn| {
             conn.query_row(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE target = ?1 \
-                     AND state = 'queued' AND priority IN ({priorities}) \
-                     ORDER BY priority DESC, id LIMIT 1"
-                ),
+                &format!("SELECT {MESSAGE_COLUMNS} {next}"),
                 [target.as_str()],
                 message_from_row,
             )
@@ -801,15 +796,13 @@ impl MessageStore for SqliteStore {
         if modes.is_empty() {
             return Ok(None);
         }
-        let priorities = priority_list(modes);
+        let next = next_in_queue(modes);
         let target = target.clone();
         self.write(move |conn| {
             conn.query_row(
                 &format!(
                     "UPDATE messages SET state = 'delivering', attempts = attempts + 1, \
-                     updated_at = ?2 WHERE id = (SELECT id FROM messages WHERE target = ?1 \
-                     AND state = 'queued' AND priority IN ({priorities}) \
-                     ORDER BY priority DESC, id LIMIT 1) RETURNING {MESSAGE_COLUMNS}"
+                     updated_at = ?2 WHERE id = (SELECT id {next}) RETURNING {MESSAGE_COLUMNS}"
                 ),
                 params![target.as_str(), Timestamp::now().0],
                 message_from_row,

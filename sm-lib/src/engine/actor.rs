@@ -137,6 +137,57 @@ pub(crate) struct Actor {
     finished_turns: std::collections::VecDeque<(Timestamp, Option<String>)>,
 }
 
+/// `items` grouped by `key`, groups in the order their first item came.
+fn group_by<K: PartialEq, T>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<(K, Vec<T>)> {
+    let mut groups: Vec<(K, Vec<T>)> = Vec::new();
+    for item in items {
+        let k = key(&item);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, group)) => group.push(item),
+            None => groups.push((k, vec![item])),
+        }
+    }
+    groups
+}
+
+/// The wake text for an idle target `name`: its last message, or every turn it finished
+/// since the wait was registered, so an EM that waited across several turns hears of each.
+fn idle_wake_text(name: &str, last_message: Option<&str>, turns: &[String]) -> String {
+    let short = |m: &str, n: usize| -> String {
+        let cut: String = m.chars().take(n).collect();
+        if cut.len() < m.len() {
+            format!("{cut}…")
+        } else {
+            cut
+        }
+    };
+    if turns.len() <= 1 {
+        let last = turns
+            .first()
+            .map(String::as_str)
+            .or(last_message)
+            .map(|m| format!(" Last message: {}", short(m, 300)))
+            .unwrap_or_default();
+        return format!("[sm] {name} is idle: its turn is done.{last}");
+    }
+    let shown = &turns[turns.len().saturating_sub(TURNS_PER_WAKE)..];
+    let skipped = turns.len() - shown.len();
+    let mut text = format!(
+        "[sm] {name} is idle: {} turns done since you waited.",
+        turns.len()
+    );
+    if skipped > 0 {
+        text.push_str(&format!(" ({skipped} earlier not shown.)"));
+    }
+    for (i, m) in shown.iter().enumerate() {
+        text.push_str(&format!(" Turn {}: {}", skipped + i + 1, short(m, 200)));
+    }
+    text
+}
+
 /// How many finished turns an actor remembers for its wakes.
 const TURNS_REMEMBERED: usize = 20;
 /// How many turns one wake names (the most recent ones).
@@ -366,7 +417,7 @@ impl Actor {
             .collect();
         if !expired.is_empty() {
             let (name, status) = (display_name(&self.session), self.status);
-            self.fire_waits(expired, WaitOutcome::Timeout, |waits| {
+            self.fire_waits(expired, WaitOutcome::Timeout, |waits, _| {
                 let secs = waits
                     .iter()
                     .map(|w| (w.deadline.0 - w.created_at.0).max(0) / 1000)
@@ -715,8 +766,11 @@ impl Actor {
             _ => return,
         }
         let waits: Vec<Wait> = self.waits.iter().map(|(w, _)| w.clone()).collect();
-        self.fire_waits(waits, WaitOutcome::Idle, |_| String::new())
-            .await;
+        let (name, last) = (display_name(&self.session), self.last_message.clone());
+        self.fire_waits(waits, WaitOutcome::Idle, |_, turns| {
+            idle_wake_text(&name, last.as_deref(), turns)
+        })
+        .await;
     }
 
     /// The turns finished at or after `since`, oldest first.
@@ -728,72 +782,24 @@ impl Actor {
             .collect()
     }
 
-    /// The wake text for an idle target: its last message, or every turn it finished
-    /// since the wait was registered, so an EM that waited across several turns hears of
-    /// each one.
-    fn idle_wake_text(&self, turns: &[String]) -> String {
-        let name = display_name(&self.session);
-        let short = |m: &str, n: usize| -> String {
-            let cut: String = m.chars().take(n).collect();
-            if cut.len() < m.len() {
-                format!("{cut}…")
-            } else {
-                cut
-            }
-        };
-        if turns.len() <= 1 {
-            let last = turns
-                .first()
-                .cloned()
-                .or_else(|| self.last_message.clone())
-                .map(|m| format!(" Last message: {}", short(&m, 300)))
-                .unwrap_or_default();
-            return format!("[sm] {name} is idle: its turn is done.{last}");
-        }
-        let shown = &turns[turns.len().saturating_sub(TURNS_PER_WAKE)..];
-        let skipped = turns.len() - shown.len();
-        let mut text = format!(
-            "[sm] {name} is idle: {} turns done since you waited.",
-            turns.len()
-        );
-        if skipped > 0 {
-            text.push_str(&format!(" ({skipped} earlier not shown.)"));
-        }
-        for (i, m) in shown.iter().enumerate() {
-            text.push_str(&format!(" Turn {}: {}", skipped + i + 1, short(m, 200)));
-        }
-        text
-    }
-
     /// Fires `waits` with `outcome`: each is removed and recorded, and each waiter gets
     /// one message, however many of its waits fired together (two waits of one EM on one
-    /// target never wake it twice). `text_for` words the message for one waiter's waits;
-    /// idle wakes are worded here, from the turns they cover.
+    /// target never wake it twice). `text_for` words that message from the waiter's waits
+    /// and the turns the target finished since the earliest of them.
     async fn fire_waits(
         &mut self,
         waits: Vec<Wait>,
         outcome: WaitOutcome,
-        text_for: impl Fn(&[Wait]) -> String,
+        text_for: impl Fn(&[Wait], &[String]) -> String,
     ) {
-        let mut by_waiter: Vec<(Option<SessionId>, Vec<Wait>)> = Vec::new();
-        for w in waits {
-            match by_waiter.iter_mut().find(|(who, _)| *who == w.waiter) {
-                Some((_, group)) => group.push(w),
-                None => by_waiter.push((w.waiter.clone(), vec![w])),
-            }
-        }
-        for (waiter, group) in by_waiter {
+        for (waiter, group) in group_by(waits, |w| w.waiter.clone()) {
             let since = group
                 .iter()
                 .map(|w| w.created_at)
                 .min_by_key(|t| t.0)
                 .unwrap_or_else(Timestamp::now);
             let turns = self.turns_since(since);
-            let text = if outcome == WaitOutcome::Idle {
-                self.idle_wake_text(&turns)
-            } else {
-                text_for(&group)
-            };
+            let text = text_for(&group, &turns);
             for wait in &group {
                 self.waits.retain(|(w, _)| w.id != wait.id);
                 if let Err(e) = self.inner().store.remove_wait(wait.id).await {
@@ -1319,14 +1325,7 @@ impl Actor {
                         reason: reason.clone(),
                     })
                     .collect();
-                match store.append_events(Some(&self.id), events).await {
-                    Ok(events) => {
-                        for e in events {
-                            let _ = self.inner().events.send(e);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot record failed messages"),
-                }
+                super::record_all(self.inner(), Some(&self.id), events).await;
                 self.tell_senders(&failed, &failure).await;
             }
             Ok(_) => {}
@@ -1343,7 +1342,7 @@ impl Actor {
             .into_iter()
             .map(|(w, _)| w)
             .collect();
-        self.fire_waits(waits, WaitOutcome::Ended, |_| text.clone())
+        self.fire_waits(waits, WaitOutcome::Ended, |_, _| text.clone())
             .await;
         // A session that never started is no death to report: its spawner either repeats
         // the spawn (which starts it anew) or already heard its request fail.
@@ -1364,18 +1363,11 @@ impl Actor {
     /// Tells each sender of `failed` (other than this session) once that its messages were
     /// not delivered, naming how many and how the first began.
     async fn tell_senders(&self, failed: &[Message], reason: &str) {
-        let mut by_sender: Vec<(&SessionId, Vec<&Message>)> = Vec::new();
-        for m in failed {
-            let Some(sender) = &m.sender else { continue };
-            if sender == &self.id {
-                continue;
-            }
-            match by_sender.iter_mut().find(|(s, _)| *s == sender) {
-                Some((_, list)) => list.push(m),
-                None => by_sender.push((sender, vec![m])),
-            }
-        }
-        for (sender, list) in by_sender {
+        let told = failed
+            .iter()
+            .filter(|m| m.sender.as_ref().is_some_and(|s| s != &self.id));
+        for (sender, list) in group_by(told, |m| m.sender.clone()) {
+            let Some(sender) = sender else { continue };
             if let [one] = list.as_slice() {
                 self.tell_sender(one, reason).await;
                 continue;
@@ -1391,7 +1383,7 @@ impl Actor {
             );
             let _ = self
                 .engine
-                .enqueue(None, sender, text, DeliveryMode::Important)
+                .enqueue(None, &sender, text, DeliveryMode::Important)
                 .await;
         }
     }

@@ -253,6 +253,19 @@ struct ActorHandle {
     status: watch::Receiver<SessionStatus>,
 }
 
+impl ActorHandle {
+    /// Waits until the actor has ended (its status channel closes with it), for up to
+    /// `KILL_SETTLE`; false when it has not by then.
+    async fn until_ended(&self) -> bool {
+        let mut status = self.status.clone();
+        tokio::time::timeout(KILL_SETTLE, async {
+            while status.changed().await.is_ok() {}
+        })
+        .await
+        .is_ok()
+    }
+}
+
 fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -612,11 +625,7 @@ impl Engine {
                 status: None,
                 reason,
             });
-            let mut status = handle.status.clone();
-            let _ = tokio::time::timeout(KILL_SETTLE, async {
-                while status.changed().await.is_ok() {}
-            })
-            .await;
+            handle.until_ended().await;
             return Err(e);
         }
         let _ = handle.commands.send(Command::Activity);
@@ -1000,14 +1009,8 @@ impl Engine {
                     status: None,
                     reason: "killed".into(),
                 });
-                // Return once the actor has settled everything and ended (its status
-                // channel closes with it).
-                let mut status = h.status.clone();
-                let ended = tokio::time::timeout(KILL_SETTLE, async {
-                    while status.changed().await.is_ok() {}
-                })
-                .await;
-                if ended.is_err() {
+                // Return once the actor has settled everything and ended.
+                if !h.until_ended().await {
                     tracing::warn!(session = %target, "the actor took long to settle a kill");
                 }
             }
@@ -1223,11 +1226,7 @@ impl Engine {
             ));
         }
         let released = match target {
-            ForceUnlock::Holder(holder) => {
-                let released = self.inner.store.release_locks_of(&holder, None).await?;
-                self.after_release(&holder, &released).await;
-                released
-            }
+            ForceUnlock::Holder(holder) => self.unlock(&holder).await?,
             ForceUnlock::Workspace(dir) => {
                 let workspace = self.workspace_for(&dir).await?;
                 match self.inner.store.get_lock(&workspace).await? {
@@ -1456,6 +1455,18 @@ pub(crate) async fn record(inner: &Inner, session: Option<&SessionId>, kind: Eve
             let _ = inner.events.send(event);
         }
         Err(e) => tracing::warn!(error = %e, "cannot record an event"),
+    }
+}
+
+/// Appends a batch of events about one session in one store write (and publishes them).
+pub(crate) async fn record_all(inner: &Inner, session: Option<&SessionId>, kinds: Vec<EventKind>) {
+    match inner.store.append_events(session, kinds).await {
+        Ok(events) => {
+            for event in events {
+                let _ = inner.events.send(event);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot record events"),
     }
 }
 
