@@ -58,8 +58,8 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
     });
     // Restart once the turn is over on screen (so only the transcript can tell), and
     // before the late transcript entry is written.
-    s.until("the turn to end on screen", || {
-        let out = Command::new("tmux")
+    let screen = || {
+        Command::new("tmux")
             .args([
                 "-L",
                 &s.socket,
@@ -69,11 +69,20 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
                 &format!("={}:={id}", s.socket),
             ])
             .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .contains("⏺ once")
-            .then_some(())
-    });
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !screen().contains("⏺ once") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the turn to end on screen; it shows:\n{}\nprompts: {:?}\nserver log:\n{}",
+            screen(),
+            s.prompts("w"),
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s.restart_after_death();
     let settled = s.until("the message to settle after the restart", || {
         s.message(text).filter(|m| m.state.is_terminal())
