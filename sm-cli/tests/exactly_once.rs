@@ -76,9 +76,10 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
     while !screen().contains("⏺ once") {
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for the turn to end on screen; it shows:\n{}\nprompts: {:?}\nserver log:\n{}",
+            "timed out waiting for the turn to end on screen; it shows:\n{}\nprompts: {:?}\nkill still armed: {}\nserver log:\n{}",
             screen(),
-            s.prompts("w"),
+            prompts_of(&s, &id),
+            s.kill_armed(),
             s.log()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -100,6 +101,16 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
     // Delivery goes on after the restart.
     s.ok(&["send", "w", "after [[reply after]]"]);
     s.wait_prompts("w", 3);
+}
+
+/// The prompts a session's fake agent received, read from its log (works while the server
+/// is down).
+fn prompts_of(s: &Server, id: &str) -> Vec<String> {
+    s.all_prompts()
+        .into_iter()
+        .filter(|(session, _)| session == id)
+        .map(|(_, p)| p)
+        .collect()
 }
 
 /// The text of a fake agent's transcript, once it exists.

@@ -111,6 +111,27 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The session has ended (stopped or dead): nothing can be done to it any more.
+    #[error("session {name} is {status}: {consequence}")]
+    NotLive {
+        /// Its name or short id.
+        name: String,
+        /// Its status.
+        status: crate::types::SessionStatus,
+        /// What that means for the request (`it cannot receive messages`).
+        consequence: String,
+    },
+
+    /// The session is live but not in a state to do this now (e.g. clear while it works,
+    /// answer when it asks nothing); trying again later may succeed.
+    #[error("{0}")]
+    Busy(String),
+
+    /// The agent did not respond on screen as it should have within the time allowed (a
+    /// command typed did not show, a question did not go away).
+    #[error("the agent did not respond: {0}")]
+    AgentUnresponsive(String),
+
     /// The implementation does not support this operation.
     #[error("not supported: {0}")]
     NotSupported(String),
@@ -165,6 +186,9 @@ impl Error {
             Error::InvalidInput(_) => "invalid_input",
             Error::Store { .. } => "store",
             Error::Backend { .. } => "backend",
+            Error::NotLive { .. } => "not_live",
+            Error::Busy(_) => "busy",
+            Error::AgentUnresponsive(_) => "agent_unresponsive",
             Error::NotSupported(_) => "not_supported",
             Error::Closed(_) => "closed",
             Error::Io(_) => "io",

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::backend::{BackendEvent, Key, SpawnSpec, TerminalBackend};
 use crate::engine::HookEvent;
+use crate::engine::profile::claude::hooks;
 use crate::error::{Error, Result};
 use crate::types::SessionId;
 
@@ -220,7 +221,7 @@ impl MemoryBackend {
         };
         self.hook(
             id,
-            "UserPromptSubmit",
+            hooks::USER_PROMPT_SUBMIT,
             serde_json::json!({ "prompt": prompt }),
         );
         let (length, reply) = script(&prompt);
@@ -243,7 +244,7 @@ impl MemoryBackend {
                 me.output(&id);
                 me.hook(
                     &id,
-                    "Stop",
+                    hooks::STOP,
                     serde_json::json!({ "last_assistant_message": reply }),
                 );
             }
@@ -339,7 +340,7 @@ impl TerminalBackend for MemoryBackend {
                 me.output(&id);
                 me.hook(
                     &id,
-                    "SessionStart",
+                    hooks::SESSION_START,
                     serde_json::json!({ "source": "startup" }),
                 );
             }

@@ -121,7 +121,10 @@ impl From<Error> for ApiError {
             Error::NameTaken { .. }
             | Error::SessionExists(_)
             | Error::LockConflict(_)
-            | Error::InvalidTransition { .. } => StatusCode::CONFLICT,
+            | Error::InvalidTransition { .. }
+            | Error::NotLive { .. }
+            | Error::Busy(_) => StatusCode::CONFLICT,
+            Error::AgentUnresponsive(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,

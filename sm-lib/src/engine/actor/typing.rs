@@ -1,0 +1,139 @@
+//! Verified typing: every key sm sends to an agent is followed by a look at its screen,
+//! so delivery, clear, answer and recovery know what the agent took.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Actor;
+use crate::backend::Key;
+use crate::engine::profile::AgentProfile;
+use crate::engine::screen::ScreenState;
+use crate::error::Result;
+
+/// How often the screen is read while verifying a step.
+const VERIFY_POLL: Duration = Duration::from_millis(15);
+
+/// Text as compared with what a screen shows: without whitespace (wrapping, tabs shown as
+/// spaces) and without invisible format characters, which terminals drop or merge into
+/// the previous cell (zero-width joiners and spaces, soft hyphens, byte-order marks).
+pub(super) fn normalize(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            !c.is_whitespace()
+                && !matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+        })
+        .collect()
+}
+
+/// Whether the input box shows `text` (typed, or collapsed as a paste).
+pub(super) fn landed(profile: &dyn AgentProfile, input: &str, text: &str) -> bool {
+    if profile.is_paste_placeholder(input) {
+        return true;
+    }
+    let tail: String = {
+        let chars: Vec<char> = normalize(text).chars().collect();
+        chars[chars.len().saturating_sub(40)..].iter().collect()
+    };
+    !tail.is_empty() && normalize(input).ends_with(&tail)
+}
+
+/// Whether the screen shows that `text`, typed and followed by Enter, was taken: it left the
+/// input box, or the agent is working or asking something.
+pub(super) fn submitted(profile: &dyn AgentProfile, state: &ScreenState, text: &str) -> bool {
+    match state {
+        ScreenState::Ready { input } => !landed(profile, input, text),
+        ScreenState::Working { .. } | ScreenState::Permission { .. } => true,
+        ScreenState::Other => false,
+    }
+}
+
+impl Actor {
+    pub(super) async fn screen(&self) -> Result<ScreenState> {
+        let rows = self.inner().backend.capture_screen(&self.id).await?;
+        Ok(self.profile.read_screen(&rows))
+    }
+
+    pub(super) async fn wait_for_screen(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ScreenState) -> bool,
+    ) -> Option<ScreenState> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(state) = self.screen().await {
+                if pred(&state) {
+                    return Some(state);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(VERIFY_POLL).await;
+        }
+    }
+
+    pub(super) async fn key(&self, key: Key) -> Result<()> {
+        self.inner().backend.send_key(&self.id, key).await
+    }
+
+    /// Empties the input box with Ctrl-U (one line per press), verified.
+    pub(super) async fn empty_input_box(&self) -> Result<bool> {
+        for _ in 0..50 {
+            match self.screen().await? {
+                ScreenState::Ready { input } | ScreenState::Working { input: Some(input) }
+                    if input.is_empty() =>
+                {
+                    return Ok(true);
+                }
+                ScreenState::Ready { .. } | ScreenState::Working { input: Some(_) } => {
+                    self.key(Key::CtrlU).await?;
+                    tokio::time::sleep(VERIFY_POLL).await;
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Types `text` and waits until the screen `shows` it; false when it never did.
+    pub(super) async fn type_verified(
+        &self,
+        text: &str,
+        shows: impl FnMut(&ScreenState) -> bool,
+    ) -> Result<bool> {
+        self.inner().backend.send_text(&self.id, text).await?;
+        let timeout = self.inner().config.verify_timeout;
+        Ok(self.wait_for_screen(timeout, shows).await.is_some())
+    }
+
+    /// Presses Enter until the screen shows `text` was taken, at most `presses` times: an
+    /// agent takes Enter in milliseconds, so the first press gets `first_patience` before
+    /// it is pressed again, the last the full verify timeout.
+    pub(super) async fn submit_verified(
+        &self,
+        text: &str,
+        presses: u32,
+        first_patience: Duration,
+    ) -> Result<bool> {
+        let timeout = self.inner().config.verify_timeout;
+        let profile = self.profile.clone();
+        for press in 0..presses {
+            self.key(Key::Enter).await?;
+            let patience = if press + 1 < presses {
+                timeout.min(first_patience)
+            } else {
+                timeout
+            };
+            if self
+                .wait_for_screen(patience, |s| submitted(profile.as_ref(), s, text))
+                .await
+                .is_some()
+            {
+                return Ok(true);
+            }
+            tracing::info!(session = %self.id, press, "submit not seen; pressing Enter again");
+        }
+        Ok(false)
+    }
+}
