@@ -364,6 +364,13 @@ impl TerminalBackend for PtyBackend {
         Ok(ids)
     }
 
+    fn capabilities(&self) -> sm_lib::Capabilities {
+        sm_lib::Capabilities {
+            exit_status: true,
+            attach: false,
+        }
+    }
+
     fn attach_command(&self, _id: &SessionId) -> Option<Vec<String>> {
         None
     }

@@ -89,28 +89,46 @@ impl ControlClient {
         ids: Arc<Mutex<IdMap>>,
         events: broadcast::Sender<BackendEvent>,
     ) -> Result<Self> {
-        let mut child = Command::new("tmux")
+        let mut command = Command::new("tmux");
+        command
             .args(["-L", socket, "-C", "attach-session", "-t"])
             .arg(format!("={session}"))
             .env_remove("TMUX")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| Error::backend("cannot start the tmux control client", e))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| Error::backend_msg("tmux control client has no stdin"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::backend_msg("tmux control client has no stdout"))?;
+            .stderr(Stdio::null());
+        die_with_parent(&mut command);
         let tx = EventCoalescer::start(events)?.sender();
+        // The client is started by the thread that reads it, which lives as long as the
+        // client does: a parent-death signal follows the thread that forked, not the process.
+        let (started_tx, started_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sm-tmux-control".into())
-            .spawn(move || read_notifications(stdout, ids, tx))
+            .spawn(move || {
+                let started = command.spawn().and_then(|mut child| {
+                    let stdin = child.stdin.take();
+                    let stdout = child.stdout.take();
+                    match (stdin, stdout) {
+                        (Some(stdin), Some(stdout)) => Ok((child, stdin, stdout)),
+                        _ => Err(std::io::Error::other("the control client has no pipes")),
+                    }
+                });
+                match started {
+                    Ok((child, stdin, stdout)) => {
+                        if started_tx.send(Ok((child, stdin))).is_ok() {
+                            read_notifications(stdout, ids, tx);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                    }
+                }
+            })
             .map_err(|e| Error::backend("cannot start the tmux control reader", e))?;
+        let (child, stdin) = started_rx
+            .recv()
+            .map_err(|_| Error::backend_msg("the tmux control reader ended at start"))?
+            .map_err(|e| Error::backend("cannot start the tmux control client", e))?;
         Ok(ControlClient {
             child,
             _stdin: stdin,
@@ -121,6 +139,27 @@ impl ControlClient {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
+
+/// Makes the control client die with sm. A client left behind by a server that was killed
+/// keeps its place among tmux's clients without reading, and tmux stops reading the panes
+/// such a client lags behind on: every agent's output would stall until tmux gave up on it
+/// minutes later. (The server also detaches leftover control clients when it attaches.)
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and makes one raw system
+    // call (prctl), which is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 impl Drop for ControlClient {
     fn drop(&mut self) {

@@ -263,6 +263,7 @@ impl TmuxBackend {
         if control.as_mut().is_some_and(|c| c.is_running()) {
             return Ok(());
         }
+        self.detach_stale_control_clients().await;
         self.refresh_ids().await?;
         *control = Some(control::ControlClient::start(
             &self.inner.socket,
@@ -271,6 +272,31 @@ impl TmuxBackend {
             self.inner.events.clone(),
         )?);
         Ok(())
+    }
+
+    /// Detaches control-mode clients that an earlier server left behind (one killed before
+    /// its client could go): tmux holds back the output of panes such a client does not
+    /// read. Only sm attaches control clients to its own socket.
+    async fn detach_stale_control_clients(&self) {
+        let Ok(listing) = self
+            .tmux(&[
+                "list-clients",
+                "-F",
+                "#{client_name} #{client_control_mode}",
+            ])
+            .await
+        else {
+            return;
+        };
+        for line in listing.lines() {
+            if let Some((name, "1")) = line.rsplit_once(' ') {
+                tracing::info!(
+                    client = name,
+                    "detaching a control client left by an earlier server"
+                );
+                let _ = self.tmux(&["detach-client", "-t", name]).await;
+            }
+        }
     }
 
     /// Rebuilds the id map from tmux's window list.
@@ -613,6 +639,14 @@ impl TerminalBackend for TmuxBackend {
 
     async fn list(&self) -> Result<Vec<SessionId>> {
         self.refresh_ids().await
+    }
+
+    fn capabilities(&self) -> sm_lib::Capabilities {
+        // tmux reports a closed window, not the status its program exited with.
+        sm_lib::Capabilities {
+            exit_status: false,
+            attach: true,
+        }
     }
 
     fn attach_command(&self, id: &SessionId) -> Option<Vec<String>> {

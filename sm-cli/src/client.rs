@@ -4,8 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sm_lib::Config;
+use sm_lib::wire::{env, files};
 
 /// Why a command failed; each maps to a documented exit code.
 #[derive(Debug)]
@@ -66,7 +69,7 @@ impl std::fmt::Display for CliError {
 /// The session this process runs in, from `SM_SESSION_ID` (or the Python manager's
 /// `CLAUDE_SESSION_MANAGER_ID`).
 pub fn my_session() -> Option<String> {
-    ["SM_SESSION_ID", "CLAUDE_SESSION_MANAGER_ID"]
+    [env::SESSION_ID, env::LEGACY_SESSION_ID]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
 }
@@ -92,9 +95,9 @@ impl Client {
     /// from `SM_TOKEN`, else (outside a managed agent only) the admin token file in the
     /// state dir.
     pub fn from_env(config_path: Option<&Path>, timeout: Duration) -> Result<Client, CliError> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let url_from_env = env("SM_SERVER_URL").or_else(|| env("SM_API_URL"));
-        let token_from_env = env("SM_TOKEN");
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let url_from_env = var(env::SERVER_URL).or_else(|| var(env::LEGACY_SERVER_URL));
+        let token_from_env = var(env::TOKEN);
         let (url, token) = match (url_from_env, token_from_env) {
             (Some(url), Some(token)) => (url, Some(token)),
             (url, token) => {
@@ -113,7 +116,7 @@ impl Client {
                 });
                 // A running server records its URL in the state dir (it may listen on a
                 // port chosen at start).
-                let recorded = std::fs::read_to_string(config.state_dir().join("server.url"))
+                let recorded = std::fs::read_to_string(config.state_dir().join(files::SERVER_URL))
                     .ok()
                     .map(|u| u.trim().to_string())
                     .filter(|u| !u.is_empty());
@@ -194,8 +197,13 @@ impl Client {
         self.finish(req.call())
     }
 
+    /// GET `path` as a typed answer.
+    pub fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        typed(self.get(path)?)
+    }
+
     /// POST `body` as JSON to `path`.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    pub fn post(&self, path: &str, body: &impl Serialize) -> Result<Value, CliError> {
         let req = self.identified(self.agent.post(format!("{}{path}", self.url)));
         self.finish(req.send_json(body))
     }
@@ -204,7 +212,7 @@ impl Client {
     /// request went out (the server may have acted on it), repeats the same request for up
     /// to 30 s — through a server restart — so the caller learns what happened. Safe only
     /// for requests carrying an idempotency key.
-    pub fn post_idempotent(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    pub fn post_idempotent(&self, path: &str, body: &impl Serialize) -> Result<Value, CliError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut pause = Duration::from_millis(50);
         let mut maybe_done = false;
@@ -232,6 +240,16 @@ impl Client {
         let req = self.identified(self.agent.delete(format!("{}{path}", self.url)));
         self.finish(req.call())
     }
+}
+
+/// An answer of the server as the type the protocol says it is.
+pub fn typed<T: DeserializeOwned>(answer: Value) -> Result<T, CliError> {
+    serde_json::from_value(answer).map_err(|e| {
+        CliError::Usage(format!(
+            "the server's answer is not what this sm expects ({e}); are the server and the \
+             CLI from very different versions?"
+        ))
+    })
 }
 
 /// Percent-encodes a session reference for a URL path.

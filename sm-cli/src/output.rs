@@ -4,6 +4,8 @@
 //! `--json` output stays exact (JSON-escaped).
 
 use serde_json::Value;
+use sm_lib::wire::SessionView;
+use sm_lib::{Lock, Session};
 
 /// One line of agent-controlled text, safe to print: no escape sequences or control
 /// characters, newlines and tabs as spaces.
@@ -22,11 +24,11 @@ pub fn field(value: &Value) -> String {
 }
 
 /// Prints `value` as pretty JSON.
-pub fn json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+pub fn json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("sm: cannot print JSON: {e}"),
+    }
 }
 
 fn short(id: &str) -> &str {
@@ -34,41 +36,43 @@ fn short(id: &str) -> &str {
 }
 
 /// `name (abcd1234)` or the short id.
-pub fn label(session: &Value) -> String {
-    let id = session["id"].as_str().unwrap_or("?");
-    match session["name"].as_str() {
+pub fn label(session: &Session) -> String {
+    let id = session.id.as_str();
+    match &session.name {
         Some(name) => clean(&format!("{name} ({})", short(id))),
         None => clean(short(id)),
     }
 }
 
 /// One line per session: label, status, agent, directory.
-pub fn sessions(list: &[Value]) {
+pub fn sessions(list: &[SessionView]) {
     if list.is_empty() {
         println!("(no sessions)");
         return;
     }
-    for s in list {
-        let task = s["task"]
-            .as_str()
+    for SessionView { session: s, .. } in list {
+        let task = s
+            .task
+            .as_deref()
             .map(|t| format!("  — {}", clean(t)))
             .unwrap_or_default();
-        let ended = s["end_reason"]
-            .as_str()
+        let ended = s
+            .end_reason
+            .as_deref()
             .map(|r| format!("  ({})", clean(r)))
             .unwrap_or_default();
         println!(
             "{:<28} {:<12} {:<7} {}{task}{ended}",
             label(s),
-            field(&s["status"]),
-            field(&s["agent"]),
-            field(&s["working_dir"])
+            s.status,
+            s.agent,
+            clean(&s.working_dir.display().to_string())
         );
     }
 }
 
 /// One line per lock.
-pub fn locks(list: &[Value]) {
+pub fn locks(list: &[Lock]) {
     if list.is_empty() {
         println!("(no locks)");
         return;
@@ -76,10 +80,10 @@ pub fn locks(list: &[Value]) {
     for l in list {
         println!(
             "{}  held by {}  ({}, {})",
-            field(&l["workspace"]),
-            clean(short(l["holder"].as_str().unwrap_or("?"))),
-            field(&l["kind"]),
-            field(&l["reason"])
+            clean(&l.workspace.to_string()),
+            clean(short(l.holder.as_str())),
+            l.kind.as_str(),
+            clean(&l.reason)
         );
     }
 }

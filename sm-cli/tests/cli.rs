@@ -838,8 +838,15 @@ fn sm_output_repeated_the_screen_for_every_redraw() {
             &format!("say it [[reply answer number {i}]]"),
         ]);
         s.wait_prompts("talker", i);
-        s.wait_status("talker", "idle");
+        // The turn is over once its reply is on screen (a status read right after the
+        // prompt arrived may still be the idle from before it).
+        s.until(&format!("reply {i} on screen"), || {
+            s.ok(&["output", "talker", "--lines", "50"])
+                .contains(&format!("⏺ answer number {i}"))
+                .then_some(())
+        });
     }
+    s.wait_status("talker", "idle");
     let out = s.ok(&["output", "talker", "--lines", "2000"]);
     for i in 1..=3 {
         let shown = out
@@ -849,4 +856,41 @@ fn sm_output_repeated_the_screen_for_every_redraw() {
         // Once as the prompt's echo, once as the reply.
         assert_eq!(shown, 2, "answer {i} is shown {shown} times:\n{out}");
     }
+}
+
+#[test]
+fn a_newer_client_whose_requests_carry_fields_this_server_does_not_know_still_works() {
+    let s = Server::start();
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "w",
+        "first [[reply one]]",
+    ]);
+    s.wait_prompts("w", 1);
+    let id = s.session("w")["id"].as_str().unwrap().to_string();
+    let body = br#"{"text":"from a newer sm [[reply two]]","mode":"important","delivery_hint":"fast","labels":["x"]}"#;
+    let (status, answer) = s.http(
+        "POST",
+        &format!("/sessions/{id}/input"),
+        Some(&s.token()),
+        Some("application/json"),
+        body,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["mode"], "important");
+    let prompts = s.wait_prompts("w", 2);
+    assert_eq!(prompts[1], "from a newer sm [[reply two]]");
+    // A known field with a wrong type is still refused, with a JSON error.
+    let (status, answer) = s.http(
+        "POST",
+        &format!("/sessions/{id}/input"),
+        Some(&s.token()),
+        Some("application/json"),
+        br#"{"text":42}"#,
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_body");
 }

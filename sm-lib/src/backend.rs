@@ -104,6 +104,16 @@ pub enum BackendEvent {
     },
 }
 
+/// What a backend can do beyond the required methods. The conformance suite holds a
+/// backend to what it declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// [`BackendEvent::Exited`] carries the program's exit status.
+    pub exit_status: bool,
+    /// [`TerminalBackend::attach_command`] gives an argv a human can run.
+    pub attach: bool,
+}
+
 /// Terminals that agents run in.
 ///
 /// # Shared contract
@@ -116,6 +126,11 @@ pub enum BackendEvent {
 pub trait TerminalBackend: Send + Sync + 'static {
     /// A short name for logs and `sm status` (`tmux`, `pty`, …).
     fn name(&self) -> &'static str;
+
+    /// What this backend can do beyond the required methods. Default: nothing more.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Starts `spec.program` in a new terminal of the given size, with the environment and
     /// working directory asked for. Returns once the process has been started (not once it

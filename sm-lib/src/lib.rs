@@ -51,11 +51,14 @@ pub mod notifier;
 pub mod sandbox;
 pub mod store;
 pub mod types;
+pub mod wire;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use backend::{BackendEvent, EventCoalescer, Key, RawActivity, SpawnSpec, TerminalBackend};
+pub use backend::{
+    BackendEvent, Capabilities, EventCoalescer, Key, RawActivity, SpawnSpec, TerminalBackend,
+};
 pub use config::{Config, LoadedConfig};
 pub use engine::{Caller, Engine, EngineConfig, HookEvent, SpawnRequest};
 pub use error::{Error, Result};
@@ -63,7 +66,7 @@ pub use lock_policy::{Contention, DefaultLockPolicy, LockPolicy};
 pub use memory::MemoryStore;
 pub use memory_backend::MemoryBackend;
 pub use notifier::{FanoutNotifier, Notification, NotificationKind, Notifier};
-pub use store::{Created, MessageFilter, MessageStore, NewSession};
+pub use store::{Created, Inserted, MessageFilter, MessageStore, NewSession};
 pub use types::{
     AgentKind, DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
     MessageId, MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp,

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::store::{Created, MessageFilter, MessageStore, NewSession};
+use crate::store::{Created, Inserted, MessageFilter, MessageStore, NewSession};
 use crate::types::{
     DeliveryMode, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message, MessageId,
     MessageState, NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp, Wait,
@@ -81,7 +81,7 @@ impl State {
         Ok(())
     }
 
-    fn enqueue(&mut self, message: NewMessage) -> Result<Message> {
+    fn enqueue(&mut self, message: NewMessage) -> Result<Inserted<Message>> {
         self.session_index(&message.target)?;
         if let Some(key) = &message.client_key {
             if let Some(existing) = self
@@ -89,7 +89,8 @@ impl State {
                 .get(key)
                 .and_then(|id| self.messages.get(id))
             {
-                return crate::store::same_message_for_key(existing.clone(), &message);
+                return crate::store::same_message_for_key(existing.clone(), &message)
+                    .map(Inserted::existing);
             }
         }
         self.next_message += 1;
@@ -110,7 +111,7 @@ impl State {
             self.client_keys.insert(key, stored.id);
         }
         self.messages.insert(stored.id, stored.clone());
-        Ok(stored)
+        Ok(Inserted::new(stored))
     }
 
     fn append_event(&mut self, session: Option<&SessionId>, kind: EventKind) -> Event {
@@ -190,7 +191,7 @@ impl MessageStore for MemoryStore {
         }
         st.insert_session(&new.session)?;
         let first_message = match new.first_message {
-            Some(m) => Some(st.enqueue(m)?),
+            Some(m) => Some(st.enqueue(m)?.into_inner()),
             None => None,
         };
         if let Some(key) = new.client_key {
@@ -296,7 +297,7 @@ impl MessageStore for MemoryStore {
         Ok(true)
     }
 
-    async fn enqueue(&self, message: NewMessage) -> Result<Message> {
+    async fn enqueue(&self, message: NewMessage) -> Result<Inserted<Message>> {
         self.lock().enqueue(message)
     }
 
@@ -405,7 +406,7 @@ impl MessageStore for MemoryStore {
         Ok(matching.take(limit).cloned().collect())
     }
 
-    async fn acquire_lock(&self, request: &LockRequest) -> Result<Lock> {
+    async fn acquire_lock(&self, request: &LockRequest) -> Result<Inserted<Lock>> {
         let mut st = self.lock();
         if let Some(current) = st.locks.get(&request.workspace) {
             if current.holder == request.holder {
@@ -420,7 +421,7 @@ impl MessageStore for MemoryStore {
                     ..current.clone()
                 };
                 st.locks.insert(request.workspace.clone(), updated.clone());
-                return Ok(updated);
+                return Ok(Inserted::existing(updated));
             }
             if st.holder_is_live(&current.holder) {
                 return Err(Error::LockConflict(Box::new(current.clone())));
@@ -434,7 +435,7 @@ impl MessageStore for MemoryStore {
             acquired_at: Timestamp::now(),
         };
         st.locks.insert(request.workspace.clone(), lock.clone());
-        Ok(lock)
+        Ok(Inserted::new(lock))
     }
 
     async fn release_lock(

@@ -100,57 +100,13 @@ impl Notifier for FanoutNotifier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "conformance"))]
 mod tests {
     use super::*;
-    use crate::error::Error;
-    use std::sync::Mutex;
 
-    struct Recording(Mutex<Vec<Notification>>);
-    #[async_trait]
-    impl Notifier for Recording {
-        fn name(&self) -> &str {
-            "recording"
-        }
-        async fn notify(&self, n: &Notification) -> Result<()> {
-            self.0.lock().unwrap().push(n.clone());
-            Ok(())
-        }
-    }
-    struct Failing;
-    #[async_trait]
-    impl Notifier for Failing {
-        fn name(&self) -> &str {
-            "failing"
-        }
-        async fn notify(&self, _: &Notification) -> Result<()> {
-            Err(Error::NotSupported("always fails".into()))
-        }
-    }
-    struct Hanging;
-    #[async_trait]
-    impl Notifier for Hanging {
-        fn name(&self) -> &str {
-            "hanging"
-        }
-        async fn notify(&self, _: &Notification) -> Result<()> {
-            std::future::pending().await
-        }
+    fn fanout(notifiers: Vec<Arc<dyn Notifier>>, timeout: Duration) -> Arc<dyn Notifier> {
+        Arc::new(FanoutNotifier::new(notifiers, timeout))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failing_or_hanging_notifier_does_not_stop_the_others() {
-        let rec = Arc::new(Recording(Mutex::new(Vec::new())));
-        let fan = FanoutNotifier::new(
-            vec![Arc::new(Hanging), Arc::new(Failing), rec.clone()],
-            Duration::from_secs(5),
-        );
-        let n = Notification {
-            session: SessionId::new_random(),
-            name: None,
-            kind: NotificationKind::IdleTimeout { idle_secs: 300 },
-        };
-        fan.notify(&n).await.unwrap();
-        assert_eq!(rec.0.lock().unwrap().as_slice(), &[n]);
-    }
+    crate::fanout_notifier_conformance!(fanout);
 }

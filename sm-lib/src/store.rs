@@ -61,6 +61,47 @@ pub struct Created {
     pub inserted: bool,
 }
 
+/// What a store call that may or may not add something returns: the value as stored now,
+/// and whether this call added it (a repeated idempotency key, or a lock its holder already
+/// had, adds nothing). Reads as the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted<T> {
+    /// The value as stored now.
+    pub value: T,
+    /// True when this call added it; false when it was there already.
+    pub inserted: bool,
+}
+
+impl<T> Inserted<T> {
+    /// Newly added.
+    pub fn new(value: T) -> Self {
+        Inserted {
+            value,
+            inserted: true,
+        }
+    }
+
+    /// Found as it was.
+    pub fn existing(value: T) -> Self {
+        Inserted {
+            value,
+            inserted: false,
+        }
+    }
+
+    /// The value.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> std::ops::Deref for Inserted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
 /// Refuses a [`NewSession`] whose first message is for another session; the shared rule
 /// of [`MessageStore::create_session`] for every store.
 pub fn check_new_session(new: &NewSession) -> Result<()> {
@@ -154,16 +195,16 @@ pub trait MessageStore: Send + Sync + 'static {
 
     // ----- message queue -----
 
-    /// Accepts a message in state `Queued` with 0 attempts and returns it with its id.
-    /// Durable before it returns.
+    /// Accepts a message in state `Queued` with 0 attempts and returns it with its id,
+    /// `inserted`. Durable before it returns.
     ///
     /// With a `client_key` already used, nothing is added: the message stored under that
-    /// key is returned as it is now (whatever its state). The same key with a different
+    /// key is returned as it is now (whatever its state), not `inserted`. The same key with a different
     /// target or text is refused with [`crate::Error::InvalidInput`].
     ///
     /// Errors: [`crate::Error::SessionNotFound`] when the target is not registered. (Whether
     /// a registered target may receive messages is the engine's decision, not the store's.)
-    async fn enqueue(&self, message: NewMessage) -> Result<Message>;
+    async fn enqueue(&self, message: NewMessage) -> Result<Inserted<Message>>;
 
     /// Atomically takes the next deliverable message for `target` among `modes`: the oldest
     /// `Queued` message of the highest-priority mode present (urgent, then important, then
@@ -222,11 +263,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Takes the lock on `request.workspace` for `request.holder`.
     ///
     /// - Unlocked, or locked by a session that is no longer live (or no longer registered):
-    ///   the lock is taken and returned.
+    ///   the lock is taken and returned, `inserted`.
     /// - Already held by the same holder: the reason and kind are updated and the original
-    ///   `acquired_at` is kept (idempotent). An explicit lock is never downgraded to auto.
+    ///   `acquired_at` is kept (idempotent), not `inserted`. An explicit lock is never
+    ///   downgraded to auto.
     /// - Held by another live session: [`crate::Error::LockConflict`] with the current lock.
-    async fn acquire_lock(&self, request: &LockRequest) -> Result<Lock>;
+    async fn acquire_lock(&self, request: &LockRequest) -> Result<Inserted<Lock>>;
 
     /// Releases `holder`'s lock on `workspace`. `Ok(None)` when the workspace is not locked
     /// (idempotent); `Ok(Some(lock))` with the released lock.

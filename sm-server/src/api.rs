@@ -14,6 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sm_lib::engine::ForceUnlock;
+use sm_lib::wire::{
+    AnswerBody, AutoLockBody, InputBody, LockBody, NameBody, SessionView, SpawnBody, TaskBody,
+    WatchBody,
+};
+pub use sm_lib::wire::{ErrorBody, ErrorDetail};
 use sm_lib::{
     AgentKind, Caller, DeliveryMode, Engine, Error, EventId, HookEvent, Session, SessionName,
     SpawnRequest,
@@ -146,22 +151,6 @@ impl From<Error> for ApiError {
             message,
         }
     }
-}
-
-/// The body of every error response.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// A stable code and a human message.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable (e.g. `session_not_found`, `lock_conflict`).
-    pub code: String,
-    /// For humans.
-    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -445,15 +434,6 @@ async fn health(State(state): State<AppState>) -> ApiResult<Health> {
     }))
 }
 
-/// A session as the API shows it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SessionView {
-    #[serde(flatten)]
-    session: Session,
-    /// The argv that attaches a human to its terminal, when the backend allows.
-    attach: Option<Vec<String>>,
-}
-
 fn view(state: &AppState, session: Session) -> SessionView {
     let attach = state.engine.backend().attach_command(&session.id);
     SessionView { session, attach }
@@ -491,25 +471,6 @@ async fn get_session(
     Ok(Json(view(&state, s)))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct SpawnBody {
-    prompt: Option<String>,
-    name: Option<String>,
-    model: Option<String>,
-    #[schema(value_type = Option<String>)]
-    working_dir: Option<PathBuf>,
-    agent: Option<String>,
-    wait_secs: Option<u64>,
-    #[serde(default)]
-    skip_permissions: bool,
-    resume: Option<String>,
-    /// Chosen by the caller (e.g. a UUID): repeating a spawn with the same key returns the
-    /// session the first request created instead of starting a second agent. `sm spawn`
-    /// uses it to retry safely through a server restart.
-    idempotency_key: Option<String>,
-}
-
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = SpawnBody, security(("token" = [])), responses((status = 200, body = SessionView, description = "The new agent, ready for input"), (status = 409, body = ErrorBody, description = "Name taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn spawn(
     State(state): State<AppState>,
@@ -541,16 +502,6 @@ async fn spawn(
     Ok(Json(view(&state, session)))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct InputBody {
-    text: String,
-    mode: Option<String>,
-    /// Chosen by the sender (e.g. a UUID): repeating a send with the same key returns the
-    /// message already queued instead of a second one. `sm send` uses it to retry safely.
-    idempotency_key: Option<String>,
-}
-
 #[utoipa::path(post, path = "/sessions/{id}/input", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = InputBody, security(("token" = [])), responses((status = 200, body = sm_lib::Message, description = "Queued (durable)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn input(
     State(state): State<AppState>,
@@ -567,16 +518,6 @@ async fn input(
         .send_with_key(&caller, &target.id, &body.text, mode, key)
         .await?;
     Ok(Json(message))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct WatchBody {
-    timeout_secs: u64,
-    /// Hold the request until the wait fires and answer what happened, instead of
-    /// answering at once and waking the caller with a message (`sm wait` outside a session).
-    #[serde(default)]
-    block: bool,
 }
 
 #[utoipa::path(post, path = "/sessions/{id}/watch", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = WatchBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "Watching; the caller gets a message later. With block: the outcome (idle, timeout or ended), the last message and every turn finished meanwhile"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -622,13 +563,6 @@ async fn clear(
     Ok(Json(json!({ "cleared": target.id })))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AnswerBody {
-    /// The option's number as shown on screen (1 = the first).
-    option: usize,
-}
-
 #[utoipa::path(post, path = "/sessions/{id}/answer", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = AnswerBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "The question left the screen; the chosen option"), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody, description = "Nothing is being asked, or no such option"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn answer(
     State(state): State<AppState>,
@@ -664,12 +598,6 @@ async fn kill(
     Ok(Json(view(&state, s)))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NameBody {
-    name: Option<String>,
-}
-
 #[utoipa::path(post, path = "/sessions/{id}/name", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = NameBody, security(("token" = [])), responses((status = 200, body = SessionView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rename(
     State(state): State<AppState>,
@@ -682,12 +610,6 @@ async fn rename(
     let target = state.engine.resolve(&id).await?;
     let s = state.engine.rename(&caller, &target.id, name).await?;
     Ok(Json(view(&state, s)))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct TaskBody {
-    task: Option<String>,
 }
 
 #[utoipa::path(post, path = "/sessions/{id}/task", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = TaskBody, security(("token" = [])), responses((status = 200, body = SessionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -808,12 +730,6 @@ async fn list_locks(
     Ok(Json(state.engine.store().list_locks().await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct LockBody {
-    reason: String,
-}
-
 #[utoipa::path(post, path = "/locks", tag = "locks", request_body = LockBody, security(("token" = [])), responses((status = 200, body = sm_lib::Lock), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn lock(
     State(state): State<AppState>,
@@ -857,13 +773,6 @@ async fn unlock(
         }
     };
     Ok(Json(state.engine.force_unlock(&caller, target).await?))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AutoLockBody {
-    #[schema(value_type = String)]
-    file_path: PathBuf,
 }
 
 #[utoipa::path(post, path = "/locks/auto", tag = "locks", request_body = AutoLockBody, security(("token" = [])), responses((status = 200, body = sm_lib::Lock), (status = 409, body = ErrorBody, description = "Held by another live session"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

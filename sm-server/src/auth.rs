@@ -15,7 +15,7 @@ use sha2::Sha256;
 use sm_lib::{Caller, SessionId};
 
 /// The file name of the admin token in the state dir.
-pub const TOKEN_FILE: &str = "token";
+pub const TOKEN_FILE: &str = sm_lib::wire::files::ADMIN_TOKEN;
 
 /// Issues and checks tokens.
 #[derive(Clone)]

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+mod linger;
 mod parse_errors;
 pub mod peer;
 pub mod telegram;
@@ -35,7 +36,7 @@ pub use api::{AppState, router};
 pub use auth::Auth;
 
 /// The file in the state dir where a running server records its URL for local clients.
-pub const URL_FILE: &str = "server.url";
+pub const URL_FILE: &str = sm_lib::wire::files::SERVER_URL;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +211,10 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         notify: config.monitor.notify,
         parent_notify: config.child_agents.notifications,
         agent_env: Some(AgentEnv(Arc::new(move |id| {
-            vec![("SM_TOKEN".to_string(), token_auth.agent_token(id))]
+            vec![(
+                sm_lib::wire::env::TOKEN.to_string(),
+                token_auth.agent_token(id),
+            )]
         }))),
         ..EngineConfig::default()
     };
@@ -404,7 +408,9 @@ pub async fn serve_with(
                 let mut app = app.clone();
                 async move { tower::Service::call(&mut app, req).await }
             });
-        let io = hyper_util::rt::TokioIo::new(parse_errors::JsonRefusalIo::new(stream));
+        let io = hyper_util::rt::TokioIo::new(parse_errors::JsonRefusalIo::new(
+            linger::LingeringIo::new(stream),
+        ));
         let mut closing = closing_rx.clone();
         let header_timeout = options.header_timeout;
         tokio::spawn(async move {

@@ -12,6 +12,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use sm_lib::wire::env;
+
 /// The two ends of the connection a request came on (a request extension set by
 /// [`crate::serve_with`]), and what was found behind it, once looked for: the process on
 /// the other end does not change for the connection's life, so a kept-alive client costs
@@ -120,12 +122,13 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 fn session_in_environment(pid: u32) -> Option<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    env.split(|b| *b == 0).find_map(|entry| {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|b| *b == 0).find_map(|entry| {
         let entry = std::str::from_utf8(entry).ok()?;
         entry
-            .strip_prefix("SM_SESSION_ID=")
-            .or_else(|| entry.strip_prefix("CLAUDE_SESSION_MANAGER_ID="))
+            .strip_prefix(env::SESSION_ID)
+            .or_else(|| entry.strip_prefix(env::LEGACY_SESSION_ID))
+            .and_then(|rest| rest.strip_prefix('='))
             .map(str::to_string)
     })
 }

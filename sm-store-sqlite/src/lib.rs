@@ -29,9 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use sm_lib::{
-    Created, DeliveryMode, Error, Event, EventId, EventKind, Lock, LockKind, LockRequest, Message,
-    MessageFilter, MessageId, MessageState, MessageStore, NewMessage, NewSession, Result, Session,
-    SessionId, SessionName, SessionStatus, Timestamp, Wait, Workspace,
+    Created, DeliveryMode, Error, Event, EventId, EventKind, Inserted, Lock, LockKind, LockRequest,
+    Message, MessageFilter, MessageId, MessageState, MessageStore, NewMessage, NewSession, Result,
+    Session, SessionId, SessionName, SessionStatus, Timestamp, Wait, Workspace,
 };
 
 /// How long a write waits for another process holding SQLite's write lock.
@@ -497,7 +497,7 @@ fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -
     Ok(())
 }
 
-fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Message> {
+fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Inserted<Message>> {
     require_session(conn, &message.target)?;
     if let Some(key) = &message.client_key {
         let existing: Option<i64> = conn
@@ -510,7 +510,7 @@ fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Message> {
             .map_err(sql_error("look up a client key"))?;
         if let Some(id) = existing {
             let existing = get_message_tx(conn, MessageId(id))?;
-            return sm_lib::store::same_message_for_key(existing, &message);
+            return sm_lib::store::same_message_for_key(existing, &message).map(Inserted::existing);
         }
     }
     let now = Timestamp::now().0;
@@ -529,7 +529,7 @@ fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Message> {
         ],
     )
     .map_err(sql_error("enqueue"))?;
-    get_message_tx(conn, MessageId(conn.last_insert_rowid()))
+    get_message_tx(conn, MessageId(conn.last_insert_rowid())).map(Inserted::new)
 }
 
 fn append_event_tx(
@@ -604,7 +604,7 @@ impl MessageStore for SqliteStore {
             insert_session_tx(conn, &new.session, new.client_key.as_deref())?;
             let first_message = match new.first_message {
                 Some(m) => {
-                    let m = enqueue_tx(conn, m)?;
+                    let m = enqueue_tx(conn, m)?.into_inner();
                     conn.execute(
                         "UPDATE sessions SET first_message = ?2 WHERE id = ?1",
                         params![new.session.id.as_str(), m.id.0],
@@ -762,7 +762,7 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn enqueue(&self, message: NewMessage) -> Result<Message> {
+    async fn enqueue(&self, message: NewMessage) -> Result<Inserted<Message>> {
         self.write(move |conn| enqueue_tx(conn, message)).await
     }
 
@@ -915,7 +915,7 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn acquire_lock(&self, request: &LockRequest) -> Result<Lock> {
+    async fn acquire_lock(&self, request: &LockRequest) -> Result<Inserted<Lock>> {
         let req = request.clone();
         self.write(move |conn| {
             let ws = path_to_blob(&req.workspace.0);
@@ -931,11 +931,11 @@ impl MessageStore for SqliteStore {
                         params![ws, req.reason, kind.as_str()],
                     )
                     .map_err(sql_error("update lock"))?;
-                    return Ok(Lock {
+                    return Ok(Inserted::existing(Lock {
                         reason: req.reason,
                         kind,
                         ..current
-                    });
+                    }));
                 }
                 let holder_live =
                     get_session_tx(conn, &current.holder)?.is_some_and(|s| s.status.is_live());
@@ -962,7 +962,7 @@ impl MessageStore for SqliteStore {
                 ],
             )
             .map_err(sql_error("take lock"))?;
-            Ok(lock)
+            Ok(Inserted::new(lock))
         })
         .await
     }

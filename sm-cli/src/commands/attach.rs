@@ -3,22 +3,17 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-use crate::client::{CliError, Client, enc, my_session};
+use sm_lib::wire::{SessionView, SpawnBody};
+
+use crate::client::{CliError, Client, enc, my_session, typed};
 
 /// `sm attach`: runs the backend's attach command for the session (tmux only).
 pub fn attach(client: &Client, target: Option<String>) -> Result<(), CliError> {
     let target = target.or_else(my_session).ok_or_else(|| {
         CliError::Usage("name the session to attach to: sm attach <id|name>".into())
     })?;
-    let session = client.get(&format!("/sessions/{}", enc(&target)))?;
-    let argv: Vec<String> = session["attach"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let view: SessionView = client.get_as(&format!("/sessions/{}", enc(&target)))?;
+    let argv = view.attach.unwrap_or_default();
     let Some((program, args)) = argv.split_first() else {
         return Err(CliError::Usage(
             "this server's terminal backend does not allow attaching (use tmux)".into(),
@@ -60,23 +55,24 @@ pub fn new(
     json_out: bool,
 ) -> Result<(), CliError> {
     let dir = super::absolute_dir(dir)?;
-    let session = client.post_idempotent(
+    let answer = client.post_idempotent(
         "/sessions",
-        &serde_json::json!({
-            "agent": agent,
-            "name": name,
-            "working_dir": dir,
-            "idempotency_key": sm_lib::SessionId::new_random().to_string(),
-        }),
+        &SpawnBody {
+            agent: Some(agent),
+            name,
+            working_dir: Some(dir),
+            idempotency_key: Some(sm_lib::SessionId::new_random().to_string()),
+            ..SpawnBody::default()
+        },
     )?;
-    let id = session["id"].as_str().unwrap_or_default().to_string();
-    if no_attach {
-        if json_out {
-            crate::output::json(&session);
-        } else {
-            super::spawn::print_spawned(&session);
-        }
+    if no_attach && json_out {
+        crate::output::json(&answer);
         return Ok(());
     }
-    attach(client, Some(id))
+    let view: SessionView = typed(answer)?;
+    if no_attach {
+        super::spawn::print_spawned(&view.session);
+        return Ok(());
+    }
+    attach(client, Some(view.session.id.to_string()))
 }

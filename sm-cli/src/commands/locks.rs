@@ -1,19 +1,27 @@
 //! `sm lock`, `sm unlock`, `sm auto-lock` (the PreToolUse hook for file writes).
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use sm_lib::Lock;
+use sm_lib::wire::{AutoLockBody, LockBody};
 
-use crate::client::{CliError, Client, my_session};
+use crate::client::{CliError, Client, my_session, typed};
 use crate::output;
 
 /// `sm lock "<reason>"`.
 pub fn lock(client: &Client, reason: &str, json_out: bool) -> Result<(), CliError> {
-    let lock = client.post("/locks", &json!({ "reason": reason }))?;
+    let answer = client.post(
+        "/locks",
+        &LockBody {
+            reason: reason.to_string(),
+        },
+    )?;
     if json_out {
-        output::json(&lock);
+        output::json(&answer);
     } else {
+        let lock: Lock = typed(answer)?;
         println!(
             "locked {} ({})",
-            output::field(&lock["workspace"]),
+            output::clean(&lock.workspace.to_string()),
             output::clean(reason)
         );
     }
@@ -68,7 +76,10 @@ pub fn auto_lock(client: Option<Client>) -> i32 {
         return 0;
     };
     let Some(client) = client else { return 0 };
-    match client.post("/locks/auto", &json!({ "file_path": file })) {
+    let body = AutoLockBody {
+        file_path: file.into(),
+    };
+    match client.post("/locks/auto", &body) {
         Ok(_) => 0,
         Err(CliError::Api { code, message, .. }) if code == "lock_conflict" => {
             eprintln!(

@@ -1,8 +1,7 @@
 //! `sm send`, `sm wait`: messages and wake-ups.
 
-use serde_json::json;
-
 use serde_json::Value;
+use sm_lib::wire::{InputBody, WatchBody};
 
 use crate::client::{CliError, Client, enc, my_session};
 use crate::output;
@@ -42,7 +41,11 @@ pub fn send(client: &Client, args: SendArgs, json_out: bool) -> Result<(), CliEr
     // One key for every attempt of this send: a retry after a broken connection finds the
     // message the first attempt stored instead of queueing it twice.
     let key = sm_lib::SessionId::new_random().to_string();
-    let body = json!({ "text": text, "mode": mode, "idempotency_key": key });
+    let body = InputBody {
+        text,
+        mode: Some(mode.to_string()),
+        idempotency_key: Some(key),
+    };
     let path = format!("/sessions/{}/input", enc(&args.target));
     let message = client.post_idempotent(&path, &body)?;
     if let Some(secs) = args.wait {
@@ -86,7 +89,10 @@ fn read_stdin() -> Result<String, CliError> {
 fn watch(client: &Client, target: &str, secs: u64) -> Result<serde_json::Value, CliError> {
     client.post(
         &format!("/sessions/{}/watch", enc(target)),
-        &json!({ "timeout_secs": secs }),
+        &WatchBody {
+            timeout_secs: secs,
+            block: false,
+        },
     )
 }
 
@@ -124,7 +130,10 @@ fn wait_here(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliE
     let client = client.with_timeout(std::time::Duration::from_secs(args.seconds + 30));
     let answer = client.post(
         &format!("/sessions/{}/watch", enc(&args.target)),
-        &json!({ "timeout_secs": args.seconds, "block": true }),
+        &WatchBody {
+            timeout_secs: args.seconds,
+            block: true,
+        },
     )?;
     let outcome = answer["outcome"].as_str().unwrap_or("");
     if json_out {

@@ -2,9 +2,36 @@
 //! `children`, `clear`, `kill`, `name`, `output`.
 
 use serde_json::{Value, json};
+use sm_lib::wire::{AnswerBody, NameBody, SessionView, TaskBody};
+use sm_lib::{Lock, Session};
 
-use crate::client::{CliError, Client, enc, my_session};
+use crate::client::{CliError, Client, enc, my_session, typed};
 use crate::output;
+
+/// Who `/me` says the caller is.
+enum Me {
+    /// A person or program outside any session.
+    Admin,
+    /// An agent's own session.
+    Session(Box<SessionView>),
+}
+
+impl Me {
+    fn get(client: &Client) -> Result<(Me, Value), CliError> {
+        let answer = client.get("/me")?;
+        if answer["admin"] == true {
+            return Ok((Me::Admin, answer));
+        }
+        Ok((Me::Session(Box::new(typed(answer.clone())?)), answer))
+    }
+
+    fn session(&self) -> Option<&Session> {
+        match self {
+            Me::Admin => None,
+            Me::Session(view) => Some(&view.session),
+        }
+    }
+}
 
 fn me_required() -> Result<String, CliError> {
     my_session().ok_or_else(|| {
@@ -16,33 +43,30 @@ fn me_required() -> Result<String, CliError> {
     })
 }
 
-fn list(client: &Client) -> Result<Vec<Value>, CliError> {
-    Ok(client
-        .get("/sessions")?
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+fn list(client: &Client) -> Result<Vec<SessionView>, CliError> {
+    client.get_as("/sessions")
 }
 
-fn live(s: &Value) -> bool {
-    !matches!(s["status"].as_str(), Some("dead" | "stopped"))
+fn live(s: &SessionView) -> bool {
+    s.session.status.is_live()
 }
 
 /// `sm me`: this session.
 pub fn me(client: &Client, json_out: bool) -> Result<(), CliError> {
-    let me = client.get("/me")?;
+    let (me, answer) = Me::get(client)?;
     if json_out {
-        output::json(&me);
-    } else if me["admin"] == true {
-        println!("admin (not inside an sm session)");
-    } else {
-        println!(
+        output::json(&answer);
+        return Ok(());
+    }
+    match me.session() {
+        None => println!("admin (not inside an sm session)"),
+        Some(s) => println!(
             "{} [{}] {} in {}",
-            output::label(&me),
-            output::field(&me["id"]),
-            output::field(&me["status"]),
-            output::field(&me["working_dir"])
-        );
+            output::label(s),
+            s.id,
+            s.status,
+            output::clean(&s.working_dir.display().to_string())
+        ),
     }
     Ok(())
 }
@@ -52,7 +76,7 @@ pub fn all(client: &Client, json_out: bool) -> Result<(), CliError> {
     let mut sessions = list(client)?;
     sessions.sort_by_key(|s| !live(s));
     if json_out {
-        output::json(&Value::Array(sessions));
+        output::json(&sessions);
     } else {
         output::sessions(&sessions);
     }
@@ -62,12 +86,12 @@ pub fn all(client: &Client, json_out: bool) -> Result<(), CliError> {
 /// `sm others`: live sessions other than mine.
 pub fn others(client: &Client, json_out: bool) -> Result<(), CliError> {
     let me = my_session();
-    let sessions: Vec<Value> = list(client)?
+    let sessions: Vec<SessionView> = list(client)?
         .into_iter()
-        .filter(|s| live(s) && s["id"].as_str() != me.as_deref())
+        .filter(|s| live(s) && Some(s.session.id.as_str()) != me.as_deref())
         .collect();
     if json_out {
-        output::json(&Value::Array(sessions));
+        output::json(&sessions);
     } else {
         output::sessions(&sessions);
     }
@@ -77,20 +101,22 @@ pub fn others(client: &Client, json_out: bool) -> Result<(), CliError> {
 /// `sm alone`: whether any other live session works in my working directory (the caller
 /// exits 0 when alone, 1 when not).
 pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
-    let me = client.get("/me")?;
+    let (me, _) = Me::get(client)?;
     // Outside a session "my directory" is where the command runs (as the server would
     // record it: absolute, symlinks resolved).
-    let dir = match me["working_dir"].as_str() {
-        Some(d) => Some(d.to_string()),
+    let dir = match me.session() {
+        Some(s) => s.working_dir.clone(),
         None => {
             let here = std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?;
-            let here = here.canonicalize().unwrap_or(here);
-            Some(here.display().to_string())
+            here.canonicalize().unwrap_or(here)
         }
     };
-    let others: Vec<Value> = list(client)?
+    let my_id = me.session().map(|s| s.id.clone());
+    let others: Vec<SessionView> = list(client)?
         .into_iter()
-        .filter(|s| live(s) && s["id"] != me["id"] && s["working_dir"].as_str() == dir.as_deref())
+        .filter(|s| {
+            live(s) && Some(&s.session.id) != my_id.as_ref() && s.session.working_dir == dir
+        })
         .collect();
     let alone = others.is_empty();
     if json_out {
@@ -98,7 +124,7 @@ pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
     } else if alone {
         println!(
             "alone: no other live session works in {}",
-            output::clean(&dir.unwrap_or_default())
+            output::clean(&dir.display().to_string())
         );
     } else {
         println!("not alone; also working here:");
@@ -109,27 +135,22 @@ pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
 
 /// `sm status`: me, the others, and the locks.
 pub fn status(client: &Client, json_out: bool) -> Result<(), CliError> {
-    let me = client.get("/me")?;
+    let (me, me_answer) = Me::get(client)?;
     let sessions = list(client)?;
-    let locks = client.get("/locks")?;
+    let locks: Vec<Lock> = client.get_as("/locks")?;
     if json_out {
-        output::json(&json!({ "me": me, "sessions": sessions, "locks": locks }));
+        output::json(&json!({ "me": me_answer, "sessions": sessions, "locks": locks }));
         return Ok(());
     }
-    if me["admin"] == true {
-        println!("me: admin");
-    } else {
-        println!(
-            "me: {} {}",
-            output::label(&me),
-            output::field(&me["status"])
-        );
+    match me.session() {
+        None => println!("me: admin"),
+        Some(s) => println!("me: {} {}", output::label(s), s.status),
     }
-    let live_sessions: Vec<Value> = sessions.into_iter().filter(live).collect();
+    let live_sessions: Vec<SessionView> = sessions.into_iter().filter(live).collect();
     println!("sessions ({} live):", live_sessions.len());
     output::sessions(&live_sessions);
     println!("locks:");
-    output::locks(locks.as_array().map(Vec::as_slice).unwrap_or_default());
+    output::locks(&locks);
     Ok(())
 }
 
@@ -149,24 +170,21 @@ pub struct ChildrenArgs {
 /// `sm children`.
 pub fn children(client: &Client, args: ChildrenArgs, json_out: bool) -> Result<(), CliError> {
     let parent = args.parent.map_or_else(me_required, Ok)?;
-    let kids = client.get(&format!(
+    let kids: Vec<SessionView> = client.get_as(&format!(
         "/sessions/{}/children?recursive={}",
         enc(&parent),
         args.recursive
     ))?;
-    let kids: Vec<Value> = kids
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let kids: Vec<SessionView> = kids
         .into_iter()
         .filter(|s| {
             args.status
                 .as_deref()
-                .is_none_or(|st| s["status"].as_str() == Some(st))
+                .is_none_or(|st| s.session.status.to_string() == st)
         })
         .collect();
     if json_out {
-        output::json(&Value::Array(kids));
+        output::json(&kids);
     } else {
         output::sessions(&kids);
     }
@@ -193,7 +211,7 @@ pub fn answer(
 ) -> Result<(), CliError> {
     let answer = client.post(
         &format!("/sessions/{}/answer", enc(target)),
-        &json!({ "option": option }),
+        &AnswerBody { option },
     )?;
     if json_out {
         output::json(&answer);
@@ -209,11 +227,12 @@ pub fn answer(
 
 /// `sm kill <id>`.
 pub fn kill(client: &Client, target: &str, json_out: bool) -> Result<(), CliError> {
-    let session = client.delete(&format!("/sessions/{}", enc(target)))?;
+    let answer = client.delete(&format!("/sessions/{}", enc(target)))?;
     if json_out {
-        output::json(&session);
+        output::json(&answer);
     } else {
-        println!("killed {}", output::label(&session));
+        let view: SessionView = typed(answer)?;
+        println!("killed {}", output::label(&view.session));
     }
     Ok(())
 }
@@ -228,12 +247,15 @@ pub fn name(
     let target = session.map_or_else(me_required, Ok)?;
     let updated = client.post(
         &format!("/sessions/{}/name", enc(&target)),
-        &json!({ "name": name }),
+        &NameBody {
+            name: Some(name.to_string()),
+        },
     )?;
     if json_out {
         output::json(&updated);
     } else {
-        println!("named {}", output::label(&updated));
+        let view: SessionView = typed(updated)?;
+        println!("named {}", output::label(&view.session));
     }
     Ok(())
 }
@@ -280,25 +302,18 @@ pub fn task(
     json_out: bool,
 ) -> Result<(), CliError> {
     let target = session.map_or_else(me_required, Ok)?;
-    let value = if task.trim().is_empty() {
-        Value::Null
-    } else {
-        json!(task)
+    let body = TaskBody {
+        task: (!task.trim().is_empty()).then(|| task.to_string()),
     };
-    let updated = client.post(
-        &format!("/sessions/{}/task", enc(&target)),
-        &json!({ "task": value }),
-    )?;
+    let updated = client.post(&format!("/sessions/{}/task", enc(&target)), &body)?;
     if json_out {
         output::json(&updated);
-    } else if updated["task"].is_null() {
-        println!("cleared the task of {}", output::label(&updated));
-    } else {
-        println!(
-            "{}: {}",
-            output::label(&updated),
-            output::field(&updated["task"])
-        );
+        return Ok(());
+    }
+    let SessionView { session, .. } = typed(updated)?;
+    match &session.task {
+        None => println!("cleared the task of {}", output::label(&session)),
+        Some(t) => println!("{}: {}", output::label(&session), output::clean(t)),
     }
     Ok(())
 }

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use sm_lib::wire::{SessionView, SpawnBody};
 
-use crate::client::{CliError, Client};
+use crate::client::{CliError, Client, typed};
 use crate::output;
 
 /// Arguments of `sm spawn`.
@@ -33,34 +33,32 @@ pub struct Args {
 }
 
 /// The line `sm spawn` and `sm new --no-attach` print for a new session.
-pub fn print_spawned(session: &serde_json::Value) {
-    println!(
-        "spawned {} [{}]",
-        output::label(session),
-        output::field(&session["id"])
-    );
+pub fn print_spawned(session: &sm_lib::Session) {
+    println!("spawned {} [{}]", output::label(session), session.id);
 }
 
 /// Runs `sm spawn`.
 pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> {
     let dir = super::absolute_dir(args.dir)?;
-    let body = json!({
-        "prompt": args.prompt,
-        "name": args.name,
-        "model": args.model,
-        "working_dir": dir,
-        "agent": args.agent,
-        "wait_secs": args.wait,
-        "skip_permissions": args.skip_permissions,
+    let body = SpawnBody {
+        prompt: args.prompt,
+        name: args.name,
+        model: args.model,
+        working_dir: Some(dir),
+        agent: Some(args.agent),
+        wait_secs: args.wait,
+        skip_permissions: args.skip_permissions,
+        resume: None,
         // One key for every attempt: a retry after a broken connection gets the agent the
         // first attempt started, not a second one.
-        "idempotency_key": sm_lib::SessionId::new_random().to_string(),
-    });
-    let session = client.post_idempotent("/sessions", &body)?;
+        idempotency_key: Some(sm_lib::SessionId::new_random().to_string()),
+    };
+    let answer = client.post_idempotent("/sessions", &body)?;
     if json_out {
-        output::json(&session);
+        output::json(&answer);
     } else {
-        print_spawned(&session);
+        let view: SessionView = typed(answer)?;
+        print_spawned(&view.session);
         if args.wait.is_some() {
             println!("you will get a message when it finishes its first turn");
         }

@@ -232,6 +232,10 @@ impl Server {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.child.id().to_string()])
                 .status();
+            // A server a test stopped with SIGSTOP takes the TERM only once continued.
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .status();
         }
         let _ = self.child.wait();
     }

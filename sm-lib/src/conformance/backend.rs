@@ -35,6 +35,7 @@ macro_rules! terminal_backend_conformance {
             bad_working_dir_and_missing_program_are_clear_errors,
             output_is_reported_as_activity_events,
             unknown_terminals_are_not_found,
+            attach_is_offered_exactly_when_declared,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -307,8 +308,9 @@ pub async fn capture_tail_reaches_into_scrollback(backend: Backend) {
     backend.kill(&id).await.expect("kill");
 }
 
-/// A program that exits is reported (with its status when the backend knows it) and its
-/// terminal is no longer alive.
+/// A program that exits is reported — with its status when the backend declares
+/// [`crate::Capabilities::exit_status`], without one when it does not — and its terminal is
+/// no longer alive.
 pub async fn exit_is_reported_and_the_terminal_is_no_longer_alive(backend: Backend) {
     let dir = workdir();
     let id = SessionId::new_random();
@@ -326,17 +328,52 @@ pub async fn exit_is_reported_and_the_terminal_is_no_longer_alive(backend: Backe
         |e| matches!(e, BackendEvent::Exited { id: x, .. } if x == &id),
     )
     .await;
-    if let BackendEvent::Exited {
-        status: Some(code), ..
-    } = event
-    {
-        assert_eq!(code, 3, "exit status");
+    let BackendEvent::Exited { status, .. } = event else {
+        unreachable!("wait_event matched an exit");
+    };
+    if backend.capabilities().exit_status {
+        assert_eq!(
+            status,
+            Some(3),
+            "exit status (the backend declares it reports one)"
+        );
+    } else {
+        assert_eq!(
+            status, None,
+            "a status from a backend that declares it has none"
+        );
     }
     eventually("is_alive to turn false", || async {
         (!backend.is_alive(&id).await.expect("is_alive")).then_some(())
     })
     .await;
     assert!(!backend.list().await.expect("list").contains(&id));
+}
+
+/// A backend that declares [`crate::Capabilities::attach`] gives every live terminal an
+/// argv whose program can run; one that does not gives none.
+pub async fn attach_is_offered_exactly_when_declared(backend: Backend) {
+    let dir = workdir();
+    let id = SessionId::new_random();
+    backend
+        .create(&sh(&id, dir.path(), "read line", &[]))
+        .await
+        .expect("create");
+    let argv = backend.attach_command(&id);
+    if backend.capabilities().attach {
+        let argv = argv.expect("an attach command (the backend declares it can attach)");
+        let program = argv.first().expect("a program in the attach command");
+        assert!(
+            crate::backend::missing_program(program, &Default::default()).is_none(),
+            "the attach command's program {program:?} cannot run"
+        );
+    } else {
+        assert_eq!(
+            argv, None,
+            "an attach command from a backend that declares none"
+        );
+    }
+    backend.kill(&id).await.expect("kill");
 }
 
 /// Kill ends the program (no process left behind) and may be repeated.
@@ -439,13 +476,27 @@ pub async fn output_is_reported_as_activity_events(backend: Backend) {
     let mut events = backend.events();
     backend.send_text(&other, "ping").await.expect("send");
     backend.send_key(&other, Key::Enter).await.expect("enter");
+    let mut seen = Vec::new();
     wait_event(
         &mut events,
         "an output event for the echoing program",
-        |e| e == &BackendEvent::Output(other.clone()),
+        |e| {
+            seen.push(e.clone());
+            e == &BackendEvent::Output(other.clone())
+        },
     )
     .await;
     wait_for_screen(&backend, &other, "got ping").await;
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    // The recorder printed nothing meanwhile: no event may name it.
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, BackendEvent::Output(x) if x == &id)),
+        "an output event for a terminal that printed nothing: {seen:?}"
+    );
     backend.kill(&id).await.expect("kill");
     backend.kill(&other).await.expect("kill");
 }

@@ -263,7 +263,9 @@ pub async fn a_repeated_client_key_returns_the_first_message(store: Store) {
     };
     let first = store.enqueue(keyed("hello", "k1")).await.expect("enqueue");
     let again = store.enqueue(keyed("hello", "k1")).await.expect("repeat");
-    assert_eq!(again, first);
+    assert!(first.inserted, "the first enqueue adds the message");
+    assert!(!again.inserted, "the repeat adds nothing");
+    assert_eq!(again.value, first.value);
     let claimed = store
         .claim_next(&s.id, &DeliveryMode::BY_PRIORITY)
         .await
@@ -279,6 +281,7 @@ pub async fn a_repeated_client_key_returns_the_first_message(store: Store) {
         "the repeat sees the current state"
     );
     let other = store.enqueue(keyed("hello", "k2")).await.expect("new key");
+    assert!(other.inserted);
     assert_ne!(other.id, first.id);
     let err = store
         .enqueue(keyed("something else", "k1"))
@@ -713,6 +716,8 @@ pub async fn relocking_by_the_holder_keeps_it(store: Store) {
         .acquire_lock(&lock_request("/repo", &a, "two", LockKind::Auto))
         .await
         .expect("re-acquire");
+    assert!(first.inserted, "a new lock is inserted");
+    assert!(!second.inserted, "re-taking one's own lock adds nothing");
     assert_eq!(second.acquired_at, first.acquired_at);
     assert_eq!(second.reason, "two");
     assert_eq!(
@@ -724,7 +729,7 @@ pub async fn relocking_by_the_holder_keeps_it(store: Store) {
         .get_lock(&Workspace(PathBuf::from("/repo")))
         .await
         .expect("get");
-    assert_eq!(stored, Some(second));
+    assert_eq!(stored, Some(second.into_inner()));
 }
 
 /// A lock whose holder is dead (or no longer registered) does not block anyone.

@@ -25,7 +25,7 @@ impl Engine {
             },
         )
         .await;
-        Ok(lock)
+        Ok(lock.into_inner())
     }
 
     /// Releases the caller's locks (explicit and automatic); returns what was released.
@@ -112,7 +112,8 @@ impl Engine {
             let released = self.inner.lock_released.notified();
             match self.inner.store.acquire_lock(&request).await {
                 Ok(lock) => {
-                    if lock.acquired_at >= Timestamp(Timestamp::now().0 - 1000) {
+                    // Each write takes the lock again: only a new lock is worth a line.
+                    if lock.inserted {
                         self.record(
                             Some(holder),
                             EventKind::LockAcquired {
@@ -122,7 +123,7 @@ impl Engine {
                         )
                         .await;
                     }
-                    return Ok(lock);
+                    return Ok(lock.into_inner());
                 }
                 Err(Error::LockConflict(held)) => {
                     if tokio::time::Instant::now() >= deadline {

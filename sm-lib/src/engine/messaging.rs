@@ -55,7 +55,6 @@ impl Engine {
     ) -> Result<Message> {
         self.live_session(target, "it cannot receive messages")
             .await?;
-        let asked_at = Timestamp::now();
         let message = self
             .inner
             .store
@@ -67,9 +66,9 @@ impl Engine {
                 client_key,
             })
             .await?;
-        if message.created_at.0 < asked_at.0 {
+        if !message.inserted {
             // A repeat of a send already stored: nothing new happened.
-            return Ok(message);
+            return Ok(message.into_inner());
         }
         self.record(
             Some(target),
@@ -80,7 +79,7 @@ impl Engine {
         )
         .await;
         self.kick(target);
-        Ok(message)
+        Ok(message.into_inner())
     }
 
     pub(super) fn kick(&self, target: &SessionId) {

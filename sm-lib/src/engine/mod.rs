@@ -46,13 +46,13 @@ pub use sanitize::sanitize_message;
 pub use screen::{ScreenState, read_screen};
 
 /// Environment variable naming the session an agent runs in.
-pub const ENV_SESSION_ID: &str = "SM_SESSION_ID";
+pub const ENV_SESSION_ID: &str = crate::wire::env::SESSION_ID;
 /// Environment variable naming the server's URL.
-pub const ENV_SERVER_URL: &str = "SM_SERVER_URL";
+pub const ENV_SERVER_URL: &str = crate::wire::env::SERVER_URL;
 /// The Python session manager's name for [`ENV_SESSION_ID`], set too for its users.
-pub const ENV_LEGACY_SESSION_ID: &str = "CLAUDE_SESSION_MANAGER_ID";
+pub const ENV_LEGACY_SESSION_ID: &str = crate::wire::env::LEGACY_SESSION_ID;
 /// The Python session manager's name for [`ENV_SERVER_URL`].
-pub const ENV_LEGACY_SERVER_URL: &str = "SM_API_URL";
+pub const ENV_LEGACY_SERVER_URL: &str = crate::wire::env::LEGACY_SERVER_URL;
 
 /// Why a session that sm stopped starting ended; a spawn repeated with its key starts it
 /// anew (see `Engine::respawned`).

@@ -116,9 +116,9 @@ impl Actor {
             }
         };
         // Look before typing: claim only when the agent can take it.
-        if !self.ready_for(next_mode).await {
+        let Some(seen) = self.ready_for(next_mode).await else {
             return Outcome::Blocked;
-        }
+        };
         let message = match store.claim_next(&self.id, &[next_mode]).await {
             Ok(Some(m)) => m,
             Ok(None) => return Outcome::Nothing,
@@ -127,7 +127,7 @@ impl Actor {
                 return Outcome::Blocked;
             }
         };
-        let attempt = match self.deliver(&message).await {
+        let attempt = match self.deliver(&message, seen).await {
             Ok(a) => a,
             Err(e) => Attempt::Retry(format!("terminal error: {e}")),
         };
@@ -176,16 +176,18 @@ impl Actor {
         self.tell_sender(message, reason).await;
     }
 
-    /// Whether the agent can take a message of `mode` right now, judging by its screen. A
-    /// screen showing a turn or a question also goes to the turn logic (a turn sm had not
-    /// seen start, a permission prompt).
-    pub(super) async fn ready_for(&mut self, mode: DeliveryMode) -> bool {
-        if !self.profile.verifiable() {
-            return true;
-        }
-        let Ok(state) = self.screen().await else {
-            return false;
+    /// The screen, when the agent can take a message of `mode` right now (`None`: not
+    /// now). Delivery starts from this screen instead of reading it again. A screen showing
+    /// a turn or a question also goes to the turn logic (a turn sm had not seen start, a
+    /// permission prompt).
+    pub(super) async fn ready_for(&mut self, mode: DeliveryMode) -> Option<ScreenState> {
+        let empty = ScreenState::Ready {
+            input: String::new(),
         };
+        if !self.profile.verifiable() {
+            return Some(empty);
+        }
+        let state = self.screen().await.ok()?;
         let now = Now::current();
         let just_stopped = self.turns.just_stopped(now);
         let verdict = readiness(
@@ -206,24 +208,25 @@ impl Actor {
         match verdict {
             Readiness::Ready => {
                 self.foreign_input = None;
-                true
+                Some(state)
             }
+            // Emptying is verified on screen: the box is empty after it.
             Readiness::TakeBackUnlanded => {
                 self.unlanded = None;
-                matches!(self.empty_input_box().await, Ok(true))
+                matches!(self.empty_input_box().await, Ok(true)).then_some(empty)
             }
             // Wait until it is submitted, or clear it once stale.
-            Readiness::ForeignText(text) => self.stale_input_cleared(text).await,
+            Readiness::ForeignText(text) => self.stale_input_cleared(text).await.then_some(empty),
             Readiness::TypingWhileWorking(text) => {
                 self.note_foreign_input(&text, "an urgent message waits")
                     .await;
-                false
+                None
             }
             Readiness::Settling => {
                 self.retry_soon = true;
-                false
+                None
             }
-            Readiness::Busy | Readiness::NotAtPrompt => false,
+            Readiness::Busy | Readiness::NotAtPrompt => None,
         }
     }
 
@@ -272,7 +275,12 @@ impl Actor {
         }
     }
 
-    pub(super) async fn deliver(&mut self, message: &Message) -> Result<Attempt> {
+    /// Types `message` into the agent, starting from the screen `seen` just before.
+    pub(super) async fn deliver(
+        &mut self,
+        message: &Message,
+        seen: ScreenState,
+    ) -> Result<Attempt> {
         let config = self.inner().config.clone();
         if !self.profile.verifiable() {
             self.inner()
@@ -284,10 +292,10 @@ impl Actor {
         }
         // Interrupt only a turn that is really running: the status says so (hooks) and the
         // screen agrees. An Escape to an idle agent is at best wasted and can eat the next key.
-        if message.mode == DeliveryMode::Urgent
+        let interrupted = message.mode == DeliveryMode::Urgent
             && self.status() == SessionStatus::Working
-            && matches!(self.screen().await?, ScreenState::Working { .. })
-        {
+            && matches!(seen, ScreenState::Working { .. });
+        if interrupted {
             // Interrupt once, then wait for the prompt: never two quick Escapes.
             tracing::debug!(session = %self.id, message = %message.id, "interrupting the running turn");
             self.key(self.profile.interrupt_key()).await?;
@@ -328,7 +336,12 @@ impl Actor {
             }
             self.turns.on_interrupted();
         }
-        match self.screen().await? {
+        let before = if interrupted {
+            self.screen().await?
+        } else {
+            seen
+        };
+        match before {
             ScreenState::Ready { input } if input.is_empty() => {}
             ScreenState::Ready { .. } => {
                 return Ok(Attempt::Retry(

@@ -1,0 +1,160 @@
+//! `SM_*` environment variables that override file settings. Each entry carries the code
+//! that applies it, so a variable cannot be listed without taking effect.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use super::{BackendChoice, ChatId, Config, SandboxChoice, expand_tilde};
+use crate::error::{Error, Result};
+
+/// Applies one variable's value to the configuration.
+type Apply = fn(&mut Config, &Override, &str) -> Result<()>;
+
+/// One environment variable and the key it overrides.
+pub struct Override {
+    /// The variable, e.g. `SM_SERVER_PORT`.
+    pub var: &'static str,
+    /// The key it overrides, e.g. `server.port`.
+    pub key: &'static str,
+    apply: Apply,
+}
+
+impl Override {
+    /// `value` parsed as the key's type, or an error naming the variable and the key.
+    fn parse<T: FromStr>(&self, value: &str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        value
+            .trim()
+            .parse()
+            .map_err(|e| self.error(format!("{value:?}: {e}")))
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Config {
+            path: None,
+            location: format!("{} (from ${})", self.key, self.var),
+            message,
+        }
+    }
+}
+
+/// The environment variables that override file settings.
+pub const ENV_OVERRIDES: &[Override] = &[
+    Override {
+        var: "SM_SERVER_HOST",
+        key: "server.host",
+        apply: |c, _, v| {
+            c.server.host = v.to_string();
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_SERVER_PORT",
+        key: "server.port",
+        apply: |c, o, v| {
+            c.server.port = o.parse(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_PATHS_STATE_FILE",
+        key: "paths.state_file",
+        apply: |c, _, v| {
+            c.paths.state_file = expand_tilde(Path::new(v));
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_MONITOR_IDLE_TIMEOUT",
+        key: "monitor.idle_timeout",
+        apply: |c, o, v| {
+            c.monitor.idle_timeout = o.parse(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_MONITOR_POLL_INTERVAL",
+        key: "monitor.poll_interval",
+        apply: |c, o, v| {
+            c.monitor.poll_interval = o.parse(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_TELEGRAM_TOKEN",
+        key: "telegram.token",
+        apply: |c, _, v| {
+            c.telegram.token = Some(v.to_string()).filter(|t| !t.is_empty());
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_TELEGRAM_ALLOWED_CHAT_IDS",
+        key: "telegram.allowed_chat_ids",
+        apply: |c, o, v| {
+            c.telegram.allowed_chat_ids = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| o.parse(s).map(ChatId))
+                .collect::<Result<_>>()?;
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_TERMINAL_BACKEND",
+        key: "terminal.backend",
+        apply: |c, o, v| {
+            c.terminal.backend = match v.trim() {
+                "auto" => BackendChoice::Auto,
+                "tmux" => BackendChoice::Tmux,
+                "pty" => BackendChoice::Pty,
+                other => return Err(o.error(format!("{other:?}: expected auto, tmux or pty"))),
+            };
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_TERMINAL_TMUX_SOCKET",
+        key: "terminal.tmux_socket",
+        apply: |c, _, v| {
+            c.terminal.tmux_socket = v.to_string();
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_TERMINAL_SANDBOX",
+        key: "terminal.sandbox",
+        apply: |c, o, v| {
+            c.terminal.sandbox = match v.trim() {
+                "auto" => SandboxChoice::Auto,
+                "bwrap" => SandboxChoice::Bwrap,
+                "none" => SandboxChoice::None,
+                other => return Err(o.error(format!("{other:?}: expected auto, bwrap or none"))),
+            };
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_DELIVERY_MAX_MESSAGE_BYTES",
+        key: "delivery.max_message_bytes",
+        apply: |c, o, v| {
+            c.delivery.max_message_bytes = o.parse(v)?;
+            Ok(())
+        },
+    },
+];
+
+impl Config {
+    /// Applies `SM_*` overrides (see [`ENV_OVERRIDES`]) read through `env`.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        for o in ENV_OVERRIDES {
+            if let Some(v) = env(o.var) {
+                (o.apply)(self, o, &v)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! Values that parse but make no sense.
+
+use std::path::Path;
+
+use super::Config;
+use crate::error::{Error, Result};
+
+impl Config {
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self, path: Option<&Path>) -> Result<()> {
+        let bad = |key: &str, message: &str| Error::Config {
+            path: path.map(Path::to_path_buf),
+            location: key.into(),
+            message: message.into(),
+        };
+        if self.server.host.trim().is_empty() {
+            return Err(bad("server.host", "must not be empty"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(bad("server.max_connections", "must be at least 1"));
+        }
+        if !(self.server.header_timeout.is_finite() && self.server.header_timeout > 0.0) {
+            return Err(bad(
+                "server.header_timeout",
+                "must be a positive number of seconds",
+            ));
+        }
+        if !(self.monitor.idle_timeout.is_finite() && self.monitor.idle_timeout > 0.0) {
+            return Err(bad(
+                "monitor.idle_timeout",
+                "must be a positive number of seconds",
+            ));
+        }
+        if !(self.monitor.poll_interval.is_finite() && self.monitor.poll_interval > 0.0) {
+            return Err(bad(
+                "monitor.poll_interval",
+                "must be a positive number of seconds",
+            ));
+        }
+        if self.paths.state_file.as_os_str().is_empty() {
+            return Err(bad("paths.state_file", "must not be empty"));
+        }
+        if !(self.locks.auto_wait.is_finite() && self.locks.auto_wait >= 0.0) {
+            return Err(bad(
+                "locks.auto_wait",
+                "must be zero or a positive number of seconds",
+            ));
+        }
+        if !(self.webhook.timeout.is_finite() && self.webhook.timeout > 0.0) {
+            return Err(bad(
+                "webhook.timeout",
+                "must be a positive number of seconds",
+            ));
+        }
+        if let Some(url) = self.webhook.urls.iter().find(|u| !u.starts_with("http://")) {
+            return Err(bad(
+                "webhook.urls",
+                &format!(
+                    "{url:?}: only http:// URLs are supported (for https, relay through a local http endpoint)"
+                ),
+            ));
+        }
+        if !(self.sm_send.input_stale_timeout.is_finite() && self.sm_send.input_stale_timeout > 0.0)
+        {
+            return Err(bad(
+                "sm_send.input_stale_timeout",
+                "must be a positive number of seconds",
+            ));
+        }
+        if self.delivery.max_message_bytes == 0 {
+            return Err(bad("delivery.max_message_bytes", "must be at least 1"));
+        }
+        if self.terminal.tmux_socket.is_empty() || self.terminal.tmux_socket.contains(['/', '\0']) {
+            return Err(bad(
+                "terminal.tmux_socket",
+                "must be a non-empty name without '/'",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The wire protocol between sm's clients and its server, written once: the HTTP API's
+//! request and response bodies, its error body, the environment variables an agent gets
+//! and the files a server leaves in its state dir. The server parses these types, the CLI
+//! and other clients build them, so the two cannot drift apart.
+//!
+//! Compatibility: request bodies ignore fields they do not know, so a newer client works
+//! against an older server (the fields it adds are simply not acted on), and new optional
+//! fields keep older clients working. Responses only ever gain fields.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Session;
+
+/// The environment variables sm sets in each agent's terminal.
+pub mod env {
+    /// The session the agent runs in.
+    pub const SESSION_ID: &str = "SM_SESSION_ID";
+    /// The server's URL.
+    pub const SERVER_URL: &str = "SM_SERVER_URL";
+    /// The agent's own API token (acts as that session only).
+    pub const TOKEN: &str = "SM_TOKEN";
+    /// The Python session manager's name for [`SESSION_ID`], set too for its users.
+    pub const LEGACY_SESSION_ID: &str = "CLAUDE_SESSION_MANAGER_ID";
+    /// The Python session manager's name for [`SERVER_URL`].
+    pub const LEGACY_SERVER_URL: &str = "SM_API_URL";
+}
+
+/// The files a server keeps in its state dir that clients read.
+pub mod files {
+    /// The URL the running server listens on (a port chosen at start is found here).
+    pub const SERVER_URL: &str = "server.url";
+    /// The admin token (0600).
+    pub const ADMIN_TOKEN: &str = "token";
+}
+
+/// `POST /sessions`: start an agent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SpawnBody {
+    /// Its first message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Its friendly name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Where it works (default: the calling agent's own directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub working_dir: Option<PathBuf>,
+    /// Which agent (`claude`, `fake`, `shell`; default `claude`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Also wait this long for its first turn (the caller is woken by a message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_secs: Option<u64>,
+    /// Start without permission prompts (only a caller that has them off may ask).
+    #[serde(default)]
+    pub skip_permissions: bool,
+    /// Resume this earlier conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    /// Chosen by the caller (e.g. a UUID): repeating a spawn with the same key returns the
+    /// session the first request created instead of starting a second agent. `sm spawn`
+    /// uses it to retry safely through a server restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `POST /sessions/{id}/input`: send a message.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InputBody {
+    /// The message.
+    pub text: String,
+    /// `sequential` (default), `important` or `urgent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Chosen by the sender (e.g. a UUID): repeating a send with the same key returns the
+    /// message already queued instead of a second one. `sm send` uses it to retry safely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `POST /sessions/{id}/watch`: wait for a session's turn to end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WatchBody {
+    /// Give up after this many seconds (1 to 604800).
+    pub timeout_secs: u64,
+    /// Hold the request until the wait fires and answer what happened, instead of
+    /// answering at once and waking the caller with a message (`sm wait` outside a session).
+    #[serde(default)]
+    pub block: bool,
+}
+
+/// `POST /sessions/{id}/answer`: pick an option of the question on screen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AnswerBody {
+    /// The option's number as shown on screen (1 = the first).
+    pub option: usize,
+}
+
+/// `POST /sessions/{id}/name`: rename (no name: remove it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NameBody {
+    /// The new name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /sessions/{id}/task`: set what the session works on (no task: clear it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskBody {
+    /// The task.
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// `POST /locks`: take the caller's workspace lock.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LockBody {
+    /// Why (shown to whoever finds it locked).
+    pub reason: String,
+}
+
+/// `POST /locks/auto`: the PreToolUse hook's lock for a file about to be written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AutoLockBody {
+    /// The file.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub file_path: PathBuf,
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionView {
+    /// The session.
+    #[serde(flatten)]
+    pub session: Session,
+    /// The argv that attaches a human to its terminal, when the backend allows.
+    #[serde(default)]
+    pub attach: Option<Vec<String>>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (e.g. `session_not_found`, `lock_conflict`, `busy`); see
+    /// [`crate::Error::code`].
+    pub code: String,
+    /// For humans.
+    pub message: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_clients_extra_fields_are_ignored() {
+        let body: InputBody =
+            serde_json::from_str(r#"{"text":"hi","mode":"urgent","priority_hint":3}"#).unwrap();
+        assert_eq!(body.text, "hi");
+        assert_eq!(body.mode.as_deref(), Some("urgent"));
+        let spawn: SpawnBody =
+            serde_json::from_str(r#"{"agent":"fake","sandbox_profile":"strict"}"#).unwrap();
+        assert_eq!(spawn.agent.as_deref(), Some("fake"));
+    }
+
+    #[test]
+    fn a_spawn_body_leaves_out_what_it_does_not_set() {
+        let body = SpawnBody {
+            agent: Some("fake".into()),
+            ..SpawnBody::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({ "agent": "fake", "skip_permissions": false })
+        );
+    }
+}
