@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Session;
+use crate::types::{Event, Session, SessionId, WaitOutcome};
 
 /// The environment variables sm sets in each agent's terminal.
 pub mod env {
@@ -139,6 +139,64 @@ pub struct AutoLockBody {
     /// The file.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub file_path: PathBuf,
+}
+
+/// What `POST /sessions/{id}/watch` answers: at once, that the caller is woken later; with
+/// `block`, what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum WatchAnswer {
+    /// The wait ended (`block: true`).
+    Ended {
+        /// Whom it waited for.
+        target: SessionId,
+        /// Why it ended: `idle` (a turn is done), `timeout` or `ended`.
+        outcome: WaitOutcome,
+        /// The target's last message, when known.
+        last_message: Option<String>,
+        /// The last message of each turn finished while it waited, oldest first.
+        #[serde(default)]
+        turns: Vec<String>,
+    },
+    /// The wait is registered; a message wakes the caller.
+    Watching {
+        /// Whom it waits for.
+        watching: SessionId,
+        /// For how long at most.
+        timeout_secs: u64,
+    },
+}
+
+/// What `POST /sessions/{id}/clear` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cleared {
+    /// The session whose context was reset.
+    pub cleared: SessionId,
+}
+
+/// What `POST /sessions/{id}/answer` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Answered {
+    /// The session that was asked.
+    pub session: SessionId,
+    /// The label of the option chosen.
+    pub answered: String,
+}
+
+/// What `GET /sessions/{id}/output` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Output {
+    /// The session.
+    pub session: SessionId,
+    /// The last lines of its terminal.
+    pub lines: Vec<String>,
+    /// Its latest tool-use events, oldest first.
+    #[serde(default)]
+    pub recent_tools: Vec<Event>,
 }
 
 /// A session as the API shows it.

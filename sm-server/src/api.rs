@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sm_lib::engine::ForceUnlock;
 use sm_lib::wire::{
-    AnswerBody, AutoLockBody, InputBody, LockBody, NameBody, SessionView, SpawnBody, TaskBody,
-    WatchBody,
+    AnswerBody, Answered, AutoLockBody, Cleared, InputBody, LockBody, NameBody, Output,
+    SessionView, SpawnBody, TaskBody, WatchAnswer, WatchBody,
 };
 pub use sm_lib::wire::{ErrorBody, ErrorDetail};
 use sm_lib::{
@@ -520,13 +520,13 @@ async fn input(
     Ok(Json(message))
 }
 
-#[utoipa::path(post, path = "/sessions/{id}/watch", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = WatchBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "Watching; the caller gets a message later. With block: the outcome (idle, timeout or ended), the last message and every turn finished meanwhile"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sessions/{id}/watch", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = WatchBody, security(("token" = [])), responses((status = 200, body = WatchAnswer, description = "Watching; the caller gets a message later. With block: the outcome (idle, timeout or ended), the last message and every turn finished meanwhile"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn watch(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
     Body(body): Body,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<WatchAnswer> {
     let body: WatchBody = parse(&body)?;
     if body.timeout_secs == 0 || body.timeout_secs > 7 * 24 * 3600 {
         return Err(ApiError::new(
@@ -539,37 +539,38 @@ async fn watch(
     let timeout = Duration::from_secs(body.timeout_secs);
     if body.block {
         let result = state.engine.wait_for(&target.id, timeout).await?;
-        return Ok(Json(json!({
-            "target": target.id,
-            "outcome": result.outcome,
-            "last_message": result.last_message,
-            "turns": result.turns,
-        })));
+        return Ok(Json(WatchAnswer::Ended {
+            target: target.id,
+            outcome: result.outcome,
+            last_message: result.last_message,
+            turns: result.turns,
+        }));
     }
     state.engine.wait(&caller, &target.id, timeout).await?;
-    Ok(Json(
-        json!({ "watching": target.id, "timeout_secs": body.timeout_secs }),
-    ))
+    Ok(Json(WatchAnswer::Watching {
+        watching: target.id,
+        timeout_secs: body.timeout_secs,
+    }))
 }
 
-#[utoipa::path(post, path = "/sessions/{id}/clear", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sessions/{id}/clear", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = Cleared), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "Busy: not idle, or someone's text in the input box"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 504, body = ErrorBody, description = "The agent did not confirm the clear")))]
 async fn clear(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Cleared> {
     let target = state.engine.resolve(&id).await?;
     state.engine.clear(&caller, &target.id).await?;
-    Ok(Json(json!({ "cleared": target.id })))
+    Ok(Json(Cleared { cleared: target.id }))
 }
 
-#[utoipa::path(post, path = "/sessions/{id}/answer", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = AnswerBody, security(("token" = [])), responses((status = 200, body = serde_json::Value, description = "The question left the screen; the chosen option"), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody, description = "Nothing is being asked, or no such option"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/sessions/{id}/answer", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), request_body = AnswerBody, security(("token" = [])), responses((status = 200, body = Answered, description = "The question left the screen; the chosen option"), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody, description = "No such option"), (status = 409, body = ErrorBody, description = "Nothing is being asked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn answer(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
     Body(body): Body,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Answered> {
     let body: AnswerBody = parse(&body)?;
     if body.option == 0 {
         return Err(ApiError::new(
@@ -583,7 +584,10 @@ async fn answer(
         .engine
         .answer(&caller, &target.id, body.option - 1)
         .await?;
-    Ok(Json(json!({ "session": target.id, "answered": label })))
+    Ok(Json(Answered {
+        session: target.id,
+        answered: label,
+    }))
 }
 
 #[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = SessionView), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -679,20 +683,22 @@ struct OutputQuery {
     lines: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/sessions/{id}/output", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name"), OutputQuery), security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/sessions/{id}/output", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name"), OutputQuery), security(("token" = [])), responses((status = 200, body = Output), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn output(
     State(state): State<AppState>,
     Authed(_caller): Authed,
     Path(id): Path<String>,
     Query(q): Query<OutputQuery>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Output> {
     let target = state.engine.resolve(&id).await?;
     let lines = q.lines.unwrap_or(50).clamp(1, 10_000);
     let output = state.engine.output(&target.id, lines).await?;
     let tools = state.engine.recent_tools(&target.id, 10).await?;
-    Ok(Json(
-        json!({ "session": target.id, "lines": output, "recent_tools": tools }),
-    ))
+    Ok(Json(Output {
+        session: target.id,
+        lines: output,
+        recent_tools: tools,
+    }))
 }
 
 #[utoipa::path(post, path = "/hooks/{event}", tag = "hooks", params(("event" = String, Path, description = "Hook event name, e.g. Stop")), request_body = serde_json::Value, security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

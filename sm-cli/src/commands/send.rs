@@ -1,9 +1,9 @@
 //! `sm send`, `sm wait`: messages and wake-ups.
 
-use serde_json::Value;
-use sm_lib::wire::{InputBody, WatchBody};
+use sm_lib::WaitOutcome;
+use sm_lib::wire::{InputBody, WatchAnswer, WatchBody};
 
-use crate::client::{CliError, Client, enc, my_session};
+use crate::client::{CliError, Client, enc, my_session, typed};
 use crate::output;
 
 /// Arguments of `sm send`.
@@ -135,35 +135,42 @@ fn wait_here(client: &Client, args: WaitArgs, json_out: bool) -> Result<(), CliE
             block: true,
         },
     )?;
-    let outcome = answer["outcome"].as_str().unwrap_or("");
     if json_out {
         output::json(&answer);
-    } else {
+    }
+    let WatchAnswer::Ended {
+        outcome,
+        last_message,
+        turns,
+        ..
+    } = typed(answer)?
+    else {
+        return Err(CliError::Usage(
+            "the server registered a wait instead of holding the request; is it older than \
+             this sm?"
+                .into(),
+        ));
+    };
+    if !json_out {
         let target = &output::clean(&args.target);
-        let turns: Vec<&str> = answer["turns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
         match outcome {
-            "idle" => {
+            WaitOutcome::Idle => {
                 println!("{target} finished its turn");
                 if turns.len() > 1 {
                     for (i, t) in turns.iter().enumerate() {
                         println!("turn {}: {}", i + 1, output::clean(t));
                     }
-                } else if let Some(m) = turns.first().copied().or(answer["last_message"].as_str()) {
+                } else if let Some(m) = turns.first().or(last_message.as_ref()) {
                     println!("last message: {}", output::clean(m));
                 }
             }
-            "timeout" => println!("{target} is still busy after {}s", args.seconds),
+            WaitOutcome::Timeout => println!("{target} is still busy after {}s", args.seconds),
             _ => println!("{target} ended"),
         }
     }
     match outcome {
-        "idle" => Ok(()),
-        "timeout" => Err(CliError::TimedOut),
+        WaitOutcome::Idle => Ok(()),
+        WaitOutcome::Timeout => Err(CliError::TimedOut),
         _ => Err(CliError::No),
     }
 }

@@ -2,8 +2,8 @@
 //! `children`, `clear`, `kill`, `name`, `output`.
 
 use serde_json::{Value, json};
-use sm_lib::wire::{AnswerBody, NameBody, SessionView, TaskBody};
-use sm_lib::{Lock, Session};
+use sm_lib::wire::{AnswerBody, Answered, Cleared, NameBody, Output, SessionView, TaskBody};
+use sm_lib::{EventKind, Lock, Session};
 
 use crate::client::{CliError, Client, enc, my_session, typed};
 use crate::output;
@@ -197,7 +197,8 @@ pub fn clear(client: &Client, target: &str, json_out: bool) -> Result<(), CliErr
     if json_out {
         output::json(&answer);
     } else {
-        println!("cleared {}", output::clean(target));
+        let Cleared { cleared } = typed(answer)?;
+        println!("cleared {} [{cleared}]", output::clean(target));
     }
     Ok(())
 }
@@ -216,10 +217,11 @@ pub fn answer(
     if json_out {
         output::json(&answer);
     } else {
+        let Answered { answered, .. } = typed(answer)?;
         println!(
             "answered {}: {}",
             output::clean(target),
-            output::field(&answer["answered"])
+            output::clean(&answered)
         );
     }
     Ok(())
@@ -270,23 +272,26 @@ pub fn output_tail(
     let answer = client.get(&format!("/sessions/{}/output?lines={lines}", enc(target)))?;
     if json_out {
         output::json(&answer);
-    } else {
-        for line in answer["lines"].as_array().into_iter().flatten() {
-            println!("{}", output::field(line));
-        }
-        let tools = answer["recent_tools"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !tools.is_empty() {
-            println!("--- recent tool use ---");
-            for t in tools {
-                let k = &t["kind"];
+        return Ok(());
+    }
+    let tail: Output = typed(answer)?;
+    for line in &tail.lines {
+        println!("{}", output::clean(line));
+    }
+    if !tail.recent_tools.is_empty() {
+        println!("--- recent tool use ---");
+        for event in &tail.recent_tools {
+            if let EventKind::ToolUse {
+                tool,
+                phase,
+                target,
+            } = &event.kind
+            {
                 println!(
                     "{} {} {}",
-                    output::field(&k["phase"]),
-                    output::field(&k["tool"]),
-                    output::field(&k["target"])
+                    output::clean(phase),
+                    output::clean(tool),
+                    output::clean(target.as_deref().unwrap_or(""))
                 );
             }
         }

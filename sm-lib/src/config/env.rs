@@ -31,6 +31,12 @@ impl Override {
             .map_err(|e| self.error(format!("{value:?}: {e}")))
     }
 
+    /// `value` as one of an enum's lowercase names (as the file spells them).
+    fn choice<T: serde::de::DeserializeOwned>(&self, value: &str, expected: &str) -> Result<T> {
+        serde_yaml_ng::from_value(serde_yaml_ng::Value::String(value.trim().to_string()))
+            .map_err(|_| self.error(format!("{:?}: expected {expected}", value.trim())))
+    }
+
     fn error(&self, message: String) -> Error {
         Error::Config {
             path: None,
@@ -107,12 +113,7 @@ pub const ENV_OVERRIDES: &[Override] = &[
         var: "SM_TERMINAL_BACKEND",
         key: "terminal.backend",
         apply: |c, o, v| {
-            c.terminal.backend = match v.trim() {
-                "auto" => BackendChoice::Auto,
-                "tmux" => BackendChoice::Tmux,
-                "pty" => BackendChoice::Pty,
-                other => return Err(o.error(format!("{other:?}: expected auto, tmux or pty"))),
-            };
+            c.terminal.backend = o.choice::<BackendChoice>(v, "auto, tmux or pty")?;
             Ok(())
         },
     },
@@ -128,12 +129,7 @@ pub const ENV_OVERRIDES: &[Override] = &[
         var: "SM_TERMINAL_SANDBOX",
         key: "terminal.sandbox",
         apply: |c, o, v| {
-            c.terminal.sandbox = match v.trim() {
-                "auto" => SandboxChoice::Auto,
-                "bwrap" => SandboxChoice::Bwrap,
-                "none" => SandboxChoice::None,
-                other => return Err(o.error(format!("{other:?}: expected auto, bwrap or none"))),
-            };
+            c.terminal.sandbox = o.choice::<SandboxChoice>(v, "auto, bwrap or none")?;
             Ok(())
         },
     },

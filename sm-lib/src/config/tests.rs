@@ -193,3 +193,18 @@ fn every_environment_override_names_a_real_key_once() {
         );
     }
 }
+
+#[test]
+fn an_override_with_a_bad_choice_names_the_variable_the_key_and_the_choices() {
+    let mut c = Config::default();
+    let env = |k: &str| (k == "SM_TERMINAL_BACKEND").then(|| " pty ".to_string());
+    c.apply_env(env).unwrap();
+    assert_eq!(c.terminal.backend, BackendChoice::Pty);
+    let env = |k: &str| (k == "SM_TERMINAL_SANDBOX").then(|| "chroot".to_string());
+    let err = c.apply_env(env).unwrap_err().to_string();
+    assert!(
+        err.contains("terminal.sandbox (from $SM_TERMINAL_SANDBOX)")
+            && err.contains("expected auto, bwrap or none"),
+        "{err}"
+    );
+}
