@@ -1,6 +1,10 @@
 //! Acting on a session: clear, answer its question, kill, rename, set its task.
 
-use super::*;
+use tokio::sync::oneshot;
+
+use super::{Caller, Engine, actor::Command, lock_map, sanitize_message};
+use crate::error::{Error, Result};
+use crate::types::{Session, SessionId, SessionName, SessionStatus};
 
 impl Engine {
     /// Resets the agent's context (Claude Code: `/clear`), verified on screen. The session

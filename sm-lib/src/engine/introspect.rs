@@ -1,7 +1,11 @@
 //! Looking at a session: its terminal, a summary of what it does, its subagents and tools,
 //! each from one read of the event log.
 
-use super::*;
+use std::time::Duration;
+
+use super::{Engine, Subagent, what};
+use crate::error::{Error, Result};
+use crate::types::{Event, EventKind, SessionId, Timestamp};
 
 impl Engine {
     /// The last `lines` lines of an agent's terminal.

@@ -1,6 +1,11 @@
 //! Workspace locks: explicit, automatic (from the PreToolUse hook) and forced releases.
 
-use super::*;
+use std::path::Path;
+
+use super::{Caller, Engine, ForceUnlock};
+use crate::error::{Error, Result};
+use crate::lock_policy::Contention;
+use crate::types::{EventKind, Lock, LockKind, LockRequest, SessionId};
 
 impl Engine {
     /// Takes the lock on the caller's workspace (explicit, held until released or death).

@@ -1,6 +1,8 @@
 //! Finding sessions (by id, id prefix or name), their families, and who may act on whom.
 
-use super::*;
+use super::{Caller, Engine, display_name};
+use crate::error::{Error, Result};
+use crate::types::{Session, SessionId, SessionName};
 
 impl Engine {
     /// Finds a session by id, by a unique id prefix (8+ characters) or by live name.

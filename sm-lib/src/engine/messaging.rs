@@ -1,7 +1,15 @@
 //! Sending, waiting and hooks: what enters a session's queue, the waits on its turns, and
 //! the hook events its agent reports.
 
-use super::*;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::{
+    Caller, Engine, HookEvent, WaitResult, actor::Command, lock_map, sanitize_message, what,
+};
+use crate::error::{Error, Result};
+use crate::types::{DeliveryMode, Event, EventKind, Message, NewMessage, SessionId, Timestamp};
 
 impl Engine {
     /// Queues `text` for `target` in `mode` and returns the stored message. Returns once the

@@ -22,21 +22,21 @@ mod turn;
 pub mod what;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::backend::{BackendEvent, SpawnSpec, TerminalBackend};
-use crate::error::{Error, Result};
-use crate::lock_policy::{Contention, LockPolicy};
+use crate::backend::{BackendEvent, TerminalBackend};
+use crate::error::Result;
+use crate::lock_policy::LockPolicy;
 use crate::notifier::{Notification, Notifier};
 use crate::store::{MessageFilter, MessageStore};
 use crate::types::{
-    AgentKind, DeliveryMode, Event, EventKind, Lock, LockKind, LockRequest, Message, MessageState,
-    NewMessage, Session, SessionId, SessionName, SessionStatus, Timestamp,
+    AgentKind, Event, EventKind, MessageState, Session, SessionId, SessionName, SessionStatus,
+    Timestamp,
 };
 use actor::{Actor, Command};
 pub use profile::{

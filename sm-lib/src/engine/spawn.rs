@@ -1,7 +1,14 @@
 //! Spawning agents: idempotent by the caller's key, ready before it returns, and a spawn
 //! that sm stopped before its agent started is started anew when repeated.
 
-use super::*;
+use super::{
+    ActorHandle, Caller, ENV_LEGACY_SERVER_URL, ENV_LEGACY_SESSION_ID, ENV_SERVER_URL,
+    ENV_SESSION_ID, Engine, Launch, NEVER_STARTED, SpawnRequest, actor::Command, lock_map,
+    sanitize_message,
+};
+use crate::backend::SpawnSpec;
+use crate::error::{Error, Result};
+use crate::types::{DeliveryMode, EventKind, NewMessage, Session, SessionId, SessionStatus};
 
 impl Engine {
     /// Starts an agent and returns once it is ready for input (its first message, if any,
