@@ -332,9 +332,25 @@ impl Tier {
     }
 
     fn idle_with(&self, name: &str, text: &str) {
-        self.until(&format!("{name} idle showing {text:?}"), || {
-            self.status(name) == "idle" && self.screen(name).contains(text)
-        });
+        let deadline = Instant::now() + DEADLINE;
+        while !(self.status(name) == "idle" && self.screen(name).contains(text)) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {name} idle showing {text:?}; it is {} and shows:\n{}\nthe last events:\n{}\nserver log:\n{}",
+                self.status(name),
+                self.screen(name),
+                event_list(self)
+                    .iter()
+                    .rev()
+                    .take(40)
+                    .rev()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -640,3 +640,52 @@ async fn a_spawn_that_sm_stopped_before_its_agent_started_is_started_anew_when_r
         .collect();
     assert_eq!(live.len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_permission_notification_after_its_question_was_answered_held_the_queue() {
+    // Claude Code sends its permission notification ~6 s after the question appears; when
+    // the question was answered and the turn ended by then, the screen is at the prompt.
+    let s = sim(EngineConfig::default()).await;
+    let w = s.spawn("w", None).await;
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "one [[reply one]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(3)).await;
+    assert_eq!(s.status(&w).await, SessionStatus::Idle);
+    s.engine
+        .hook(
+            &w.id,
+            sm_lib::HookEvent {
+                event: "Notification".into(),
+                payload: serde_json::json!({
+                    "notification_type": "permission_prompt",
+                    "message": "Claude needs your permission to use Write",
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.status(&w).await,
+        SessionStatus::Idle,
+        "a late notification is not a question"
+    );
+    s.engine
+        .send(
+            &Caller::Admin,
+            &w.id,
+            "two [[reply two]]",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(3)).await;
+    assert_eq!(s.backend.submitted(&w.id).len(), 2, "the queue goes on");
+}

@@ -322,6 +322,13 @@ impl Actor {
                 Effect::ReadQuestion { fallback } => {
                     let (prompt, options) = match self.screen().await {
                         Ok(ScreenState::Permission { question, options }) => (question, options),
+                        // The agent is at its prompt or working: the question was answered
+                        // before its notification came (Claude Code sends it ~6 s late).
+                        // Taking it would hold the session in needs-input, its queue stuck.
+                        Ok(ScreenState::Ready { .. } | ScreenState::Working { .. }) => {
+                            tracing::debug!(session = %self.id, "a permission notification for a question already gone");
+                            continue;
+                        }
                         _ => (fallback, Vec::new()),
                     };
                     let more = self
