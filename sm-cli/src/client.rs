@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sm_lib::Config;
-use sm_lib::wire::{env, files};
+use sm_lib::wire::{ErrorBody, env, files};
 
 /// Why a command failed; each maps to a documented exit code.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ impl Client {
                     if my_session().is_some() {
                         return None;
                     }
-                    std::fs::read_to_string(config.state_dir().join("token"))
+                    std::fs::read_to_string(config.state_dir().join(files::ADMIN_TOKEN))
                         .ok()
                         .map(|t| t.trim().to_string())
                 });
@@ -168,15 +168,17 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(value);
         }
-        let code = value["error"]["code"]
-            .as_str()
-            .unwrap_or("http_error")
-            .to_string();
-        let message = value["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}: {value}"));
-        Err(CliError::Api { code, message })
+        match serde_json::from_value::<ErrorBody>(value.clone()) {
+            Ok(ErrorBody { error }) => Err(CliError::Api {
+                code: error.code,
+                message: error.message,
+            }),
+            // Not sm's error body (a proxy's page, say): say what came back.
+            Err(_) => Err(CliError::Api {
+                code: "http_error".into(),
+                message: format!("HTTP {status}: {value}"),
+            }),
+        }
     }
 
     /// `request` with who is asking: the token, and this process's pid, which the server

@@ -58,33 +58,22 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
     });
     // Restart once the turn is over on screen (so only the transcript can tell), and
     // before the late transcript entry is written.
-    let screen = || {
-        Command::new("tmux")
-            .args([
-                "-L",
-                &s.socket,
-                "capture-pane",
-                "-p",
-                "-t",
-                &format!("={}:={id}", s.socket),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while !screen().contains("⏺ once") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for the turn to end on screen; it shows:\n{}\nprompts: {:?}\nkill still armed: {}\nthe agent's process:\n{}\nserver log:\n{}",
-            screen(),
-            prompts_of(&s, &id),
-            s.kill_armed(),
-            agent_process(&s, &id),
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let screen = || s.tmux(&["capture-pane", "-p", "-t", &s.pane(&id)]);
+    until_explained(
+        "the turn to end on screen",
+        DEADLINE,
+        || screen().contains("⏺ once").then_some(()),
+        || {
+            format!(
+                "; it shows:\n{}\nprompts: {:?}\nkill still armed: {}\nthe agent's process:\n{}\nserver log:\n{}",
+                screen(),
+                prompts_of(&s, &id),
+                s.kill_armed(),
+                agent_process(&s, &id),
+                s.log()
+            )
+        },
+    );
     s.restart_after_death();
     let settled = s.until("the message to settle after the restart", || {
         s.message(text).filter(|m| m.state.is_terminal())
@@ -107,26 +96,12 @@ fn server_killed_in_the_prompt_hook(keep_sm_prompt_hook: bool, transcript_delay_
 /// What the agent's process and tmux's clients are doing (for a failure message): tmux's
 /// clients, and the state and kernel wait channel of each thread of the pane's process.
 fn agent_process(s: &Server, id: &str) -> String {
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &s.socket])
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
-    let clients = tmux(&[
+    let clients = s.tmux(&[
         "list-clients",
         "-F",
         "#{client_name} #{client_pid} #{client_flags}",
     ]);
-    let pid = tmux(&[
-        "display-message",
-        "-p",
-        "-t",
-        &format!("={}:={id}", s.socket),
-        "#{pane_pid}",
-    ]);
+    let pid = s.tmux(&["display-message", "-p", "-t", &s.pane(id), "#{pane_pid}"]);
     let pid = pid.trim();
     let mut out = format!("tmux clients:\n{clients}pane pid: {pid}\n");
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -275,18 +250,7 @@ fn a_spawns_first_prompt_was_dropped_when_the_server_died_mid_spawn() {
         .unwrap();
     // Kill once the agent's terminal exists and before it is ready.
     s.until("the agent's window", || {
-        let out = Command::new("tmux")
-            .args([
-                "-L",
-                &s.socket,
-                "list-windows",
-                "-a",
-                "-F",
-                "#{window_name}",
-            ])
-            .output()
-            .ok()?;
-        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        let names = s.tmux(&["list-windows", "-a", "-F", "#{window_name}"]);
         let all = s.messages();
         (names.lines().count() >= 2 && !all.is_empty()).then_some(())
     });

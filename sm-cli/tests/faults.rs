@@ -311,22 +311,13 @@ fn agents_output_froze_after_the_server_was_killed_with_its_control_output_backe
     let mut s = Server::start();
     s.ok(&["spawn", "--agent", "shell", "--name", "sh"]);
     let id = s.session("sh")["id"].as_str().unwrap().to_string();
-    let socket = s.socket.clone();
-    let target = format!("={socket}:={id}");
-    let tmux = |args: &[&str]| {
-        let out = Command::new("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let control_clients = || {
-        tmux(&["list-clients", "-F", "#{client_control_mode}"])
+    let target = s.pane(&id);
+    let control_clients = |s: &Server| {
+        s.tmux(&["list-clients", "-F", "#{client_control_mode}"])
             .matches('1')
             .count()
     };
-    assert_eq!(control_clients(), 1, "the server's own control client");
+    assert_eq!(control_clients(&s), 1, "the server's own control client");
     let pid = s.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -335,36 +326,36 @@ fn agents_output_froze_after_the_server_was_killed_with_its_control_output_backe
             .unwrap()
             .success()
     );
-    tmux(&["send-keys", "-t", &target, "-l", "seq 1 300000"]);
-    tmux(&["send-keys", "-t", &target, "Enter"]);
+    s.tmux(&["send-keys", "-t", &target, "-l", "seq 1 300000"]);
+    s.tmux(&["send-keys", "-t", &target, "Enter"]);
     // Let output pile up behind the stopped server (tmux may stop reading the pane once
     // the stopped server's client lags far enough), then kill it.
     until("the shell to print for a while", DEADLINE, || {
-        tmux(&["capture-pane", "-p", "-t", &target])
+        s.tmux(&["capture-pane", "-p", "-t", &target])
             .lines()
             .any(|l| l.trim().parse::<u32>().is_ok_and(|n| n > 2000))
             .then_some(())
     });
     s.kill9();
     until("the dead server's control client to go", DEADLINE, || {
-        (control_clients() == 0).then_some(())
+        (control_clients(&s) == 0).then_some(())
     });
     // The agent's screen still follows its output.
-    tmux(&[
+    s.tmux(&[
         "send-keys",
         "-t",
         &target,
         "-l",
         "seq 1 100000; echo again-$((6*7))",
     ]);
-    tmux(&["send-keys", "-t", &target, "Enter"]);
+    s.tmux(&["send-keys", "-t", &target, "Enter"]);
     until("the shell's next output on screen", DEADLINE, || {
-        tmux(&["capture-pane", "-p", "-t", &target])
+        s.tmux(&["capture-pane", "-p", "-t", &target])
             .contains("again-42")
             .then_some(())
     });
     // A restarted server attaches one control client of its own.
     s.restart();
     healthy(&s);
-    assert_eq!(control_clients(), 1);
+    assert_eq!(control_clients(&s), 1);
 }

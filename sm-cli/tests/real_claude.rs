@@ -313,10 +313,22 @@ impl Tier {
         self.ok(&["output", name, "--lines", "60"])
     }
 
-    fn until(&self, what: &str, mut f: impl FnMut() -> bool) {
+    fn until(&self, what: &str, f: impl FnMut() -> bool) {
+        self.until_explained(what, f, String::new);
+    }
+
+    /// [`Tier::until`], failing with what `explain` says about the state it gave up in.
+    fn until_explained(
+        &self,
+        what: &str,
+        mut f: impl FnMut() -> bool,
+        explain: impl FnOnce() -> String,
+    ) {
         let deadline = Instant::now() + DEADLINE;
         while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if Instant::now() >= deadline {
+                panic!("timed out waiting for {what}{}", explain());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -332,25 +344,26 @@ impl Tier {
     }
 
     fn idle_with(&self, name: &str, text: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        while !(self.status(name) == "idle" && self.screen(name).contains(text)) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {name} idle showing {text:?}; it is {} and shows:\n{}\nthe last events:\n{}\nserver log:\n{}",
-                self.status(name),
-                self.screen(name),
-                event_list(self)
-                    .iter()
-                    .rev()
-                    .take(40)
-                    .rev()
-                    .map(Value::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.until_explained(
+            &format!("{name} idle showing {text:?}"),
+            || self.status(name) == "idle" && self.screen(name).contains(text),
+            || {
+                format!(
+                    "; it is {} and shows:\n{}\nthe last events:\n{}\nserver log:\n{}",
+                    self.status(name),
+                    self.screen(name),
+                    event_list(self)
+                        .iter()
+                        .rev()
+                        .take(40)
+                        .rev()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                )
+            },
+        );
     }
 }
 

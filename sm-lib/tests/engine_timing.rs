@@ -76,6 +76,14 @@ impl Sim {
         self.engine.spawn(&caller, req).await.unwrap()
     }
 
+    /// Sends `text` to `to` as an admin.
+    async fn send(&self, to: &Session, text: &str, mode: DeliveryMode) -> sm_lib::Message {
+        self.engine
+            .send(&Caller::Admin, &to.id, text, mode)
+            .await
+            .unwrap()
+    }
+
     async fn status(&self, s: &Session) -> SessionStatus {
         self.store.get_session(&s.id).await.unwrap().unwrap().status
     }
@@ -153,21 +161,11 @@ async fn a_wait_times_out_at_its_deadline_not_before() {
 async fn urgent_presses_escape_once_then_waits_for_the_prompt_and_empties_the_box() {
     let s = sim(EngineConfig::default()).await;
     let w = s.spawn("w", None).await;
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "long [[sleep 600]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&w, "long [[sleep 600]]", DeliveryMode::Sequential)
+        .await;
     pass(Duration::from_secs(2)).await;
     assert_eq!(s.status(&w).await, SessionStatus::Working);
-    s.engine
-        .send(&Caller::Admin, &w.id, "urgent: stop", DeliveryMode::Urgent)
-        .await
-        .unwrap();
+    s.send(&w, "urgent: stop", DeliveryMode::Urgent).await;
     pass(Duration::from_secs(2)).await;
     assert_eq!(
         s.backend.submitted(&w.id),
@@ -203,16 +201,7 @@ async fn a_lost_enter_is_pressed_again_once_and_the_text_never_retyped() {
         ..SimulatedAgent::default()
     });
     let w = s.spawn("w", None).await;
-    let m = s
-        .engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "hello once",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    let m = s.send(&w, "hello once", DeliveryMode::Sequential).await;
     pass(Duration::from_secs(15)).await;
     assert_eq!(s.backend.submitted(&w.id), vec!["hello once"]);
     let received = s.backend.received(&w.id);
@@ -311,15 +300,8 @@ async fn without_hooks_the_screen_ends_the_turn_but_never_while_working() {
         SessionStatus::Idle,
         "ready from the screen alone"
     );
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "work [[sleep 10]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&w, "work [[sleep 10]]", DeliveryMode::Sequential)
+        .await;
     for _ in 0..8 {
         pass(Duration::from_secs(1)).await;
         assert_eq!(s.status(&w).await, SessionStatus::Working);
@@ -378,15 +360,12 @@ async fn a_crashed_agent_is_dead_its_queue_failed_and_its_waiter_told() {
 async fn wait_for_returns_after_the_turn_the_message_started_with_its_answer() {
     let s = sim(EngineConfig::default()).await;
     let w = s.spawn("w", None).await;
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "compute [[sleep 5]] [[reply 42]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(
+        &w,
+        "compute [[sleep 5]] [[reply 42]]",
+        DeliveryMode::Sequential,
+    )
+    .await;
     // Right after the send the agent still looks idle; the wait must not fire on that.
     let started = tokio::time::Instant::now();
     let result = s
@@ -408,15 +387,8 @@ async fn wait_for_returns_after_the_turn_the_message_started_with_its_answer() {
         sm_lib::WaitOutcome::Idle,
         "an idle agent answers at once"
     );
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "slow [[sleep 500]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&w, "slow [[sleep 500]]", DeliveryMode::Sequential)
+        .await;
     let result = s
         .engine
         .wait_for(&w.id, Duration::from_secs(10))
@@ -435,15 +407,7 @@ async fn text_left_in_the_box_blocks_delivery_until_stale_then_is_cleared_and_lo
     let w = s.spawn("w", None).await;
     // Someone typed into the box and walked away.
     s.backend.send_text(&w.id, "abandoned draft").await.unwrap();
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "the real task",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&w, "the real task", DeliveryMode::Sequential).await;
     pass(Duration::from_secs(50)).await;
     assert!(
         s.backend.submitted(&w.id).is_empty(),
@@ -484,15 +448,12 @@ async fn python_style_parent_notifications_and_notify_filters_apply() {
     .await;
     let em = s.spawn("em", None).await;
     let child = s.spawn("child", Some(&em)).await;
-    s.engine
-        .send(
-            &Caller::Admin,
-            &child.id,
-            "work [[sleep 2]] [[reply all done]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(
+        &child,
+        "work [[sleep 2]] [[reply all done]]",
+        DeliveryMode::Sequential,
+    )
+    .await;
     pass(Duration::from_secs(5)).await;
     let told = s.backend.submitted(&em.id);
     assert_eq!(told.len(), 1, "{told:?}");
@@ -526,15 +487,12 @@ async fn a_second_signal_of_the_same_turn_end_was_reported_twice() {
     .await;
     let em = s.spawn("em", None).await;
     let child = s.spawn("child", Some(&em)).await;
-    s.engine
-        .send(
-            &Caller::Admin,
-            &child.id,
-            "work [[sleep 1]] [[reply all done]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(
+        &child,
+        "work [[sleep 1]] [[reply all done]]",
+        DeliveryMode::Sequential,
+    )
+    .await;
     pass(Duration::from_secs(3)).await;
     // The same end again, as a late Stop hook (or the screen after one) would bring it.
     s.engine
@@ -562,15 +520,8 @@ async fn a_second_signal_of_the_same_turn_end_was_reported_twice() {
     let told = s.backend.submitted(&em.id);
     assert_eq!(told.len(), 1, "the parent is told once: {told:?}");
     // The next turn is reported again.
-    s.engine
-        .send(
-            &Caller::Admin,
-            &child.id,
-            "more [[reply more]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&child, "more [[reply more]]", DeliveryMode::Sequential)
+        .await;
     pass(Duration::from_secs(3)).await;
     assert_eq!(s.backend.submitted(&em.id).len(), 2);
 }
@@ -647,15 +598,8 @@ async fn a_permission_notification_after_its_question_was_answered_held_the_queu
     // the question was answered and the turn ended by then, the screen is at the prompt.
     let s = sim(EngineConfig::default()).await;
     let w = s.spawn("w", None).await;
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "one [[reply one]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&w, "one [[reply one]]", DeliveryMode::Sequential)
+        .await;
     pass(Duration::from_secs(3)).await;
     assert_eq!(s.status(&w).await, SessionStatus::Idle);
     s.engine
@@ -677,15 +621,8 @@ async fn a_permission_notification_after_its_question_was_answered_held_the_queu
         SessionStatus::Idle,
         "a late notification is not a question"
     );
-    s.engine
-        .send(
-            &Caller::Admin,
-            &w.id,
-            "two [[reply two]]",
-            DeliveryMode::Sequential,
-        )
-        .await
-        .unwrap();
+    s.send(&w, "two [[reply two]]", DeliveryMode::Sequential)
+        .await;
     pass(Duration::from_secs(3)).await;
     assert_eq!(s.backend.submitted(&w.id).len(), 2, "the queue goes on");
 }

@@ -14,9 +14,6 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sm_lib::{Caller, SessionId};
 
-/// The file name of the admin token in the state dir.
-pub const TOKEN_FILE: &str = sm_lib::wire::files::ADMIN_TOKEN;
-
 /// Issues and checks tokens.
 #[derive(Clone)]
 pub struct Auth {
@@ -46,7 +43,7 @@ impl Auth {
     /// file readable by others is tightened to 0600.
     pub fn load_or_create(state_dir: &Path) -> std::io::Result<(Auth, PathBuf)> {
         crate::create_private_dir(state_dir)?;
-        let path = state_dir.join(TOKEN_FILE);
+        let path = state_dir.join(sm_lib::wire::files::ADMIN_TOKEN);
         match std::fs::read_to_string(&path) {
             Ok(text) if !text.trim().is_empty() => {
                 let mode = std::fs::metadata(&path)?.permissions().mode();

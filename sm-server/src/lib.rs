@@ -35,9 +35,6 @@ use tokio::net::TcpListener;
 pub use api::{AppState, router};
 pub use auth::Auth;
 
-/// The file in the state dir where a running server records its URL for local clients.
-pub const URL_FILE: &str = sm_lib::wire::files::SERVER_URL;
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

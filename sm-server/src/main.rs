@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         "sm server listening"
     );
     // Clients on this machine find the server here, even when it listens on a random port.
-    let url_file = config.state_dir().join(sm_server::URL_FILE);
+    let url_file = config.state_dir().join(sm_lib::wire::files::SERVER_URL);
     if let Err(e) = sm_server::write_private(&url_file, &state.url) {
         tracing::warn!(file = %url_file.display(), error = %e, "cannot record the server URL");
     }

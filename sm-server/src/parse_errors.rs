@@ -60,7 +60,7 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
     if !bodiless {
         return None;
     }
-    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    let body = serde_json::to_string(&sm_lib::wire::ErrorBody::new(code, message)).ok()?;
     let mut out = format!("{status_line}\r\n");
     for h in headers.split("\r\n").filter(|h| !h.is_empty()) {
         if !h.to_ascii_lowercase().starts_with("content-length:") {

@@ -450,13 +450,25 @@ impl Server {
 }
 
 /// Polls `f` until it returns `Some`, failing the test after `limit`.
-pub fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn until<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    until_explained(what, limit, f, String::new)
+}
+
+/// [`until`], failing with what `explain` says about the state it gave up in.
+pub fn until_explained<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}{}", explain());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -550,6 +562,22 @@ impl Server {
         format!(
             "mv {dir}/kill.armed {dir}/kill.taken.$$ 2>/dev/null && kill -9 $(cat {dir}/server.pid); exit 0"
         )
+    }
+
+    /// Runs a tmux command on this server's socket; its standard output (empty when tmux
+    /// could not run or refused).
+    pub fn tmux(&self, args: &[&str]) -> String {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The tmux target of a session's pane.
+    pub fn pane(&self, id: &str) -> String {
+        format!("={}:={id}", self.socket)
     }
 
     /// Makes the next run of [`Server::kill_hook_command`] kill the server.

@@ -45,15 +45,6 @@ pub use profile::{
 pub use sanitize::sanitize_message;
 pub use screen::{ScreenState, read_screen};
 
-/// Environment variable naming the session an agent runs in.
-pub const ENV_SESSION_ID: &str = crate::wire::env::SESSION_ID;
-/// Environment variable naming the server's URL.
-pub const ENV_SERVER_URL: &str = crate::wire::env::SERVER_URL;
-/// The Python session manager's name for [`ENV_SESSION_ID`], set too for its users.
-pub const ENV_LEGACY_SESSION_ID: &str = crate::wire::env::LEGACY_SESSION_ID;
-/// The Python session manager's name for [`ENV_SERVER_URL`].
-pub const ENV_LEGACY_SERVER_URL: &str = crate::wire::env::LEGACY_SERVER_URL;
-
 /// Why a session that sm stopped starting ended; a spawn repeated with its key starts it
 /// anew (see `Engine::respawned`).
 pub(crate) const NEVER_STARTED: &str =

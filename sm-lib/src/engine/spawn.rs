@@ -2,13 +2,13 @@
 //! that sm stopped before its agent started is started anew when repeated.
 
 use super::{
-    ActorHandle, Caller, ENV_LEGACY_SERVER_URL, ENV_LEGACY_SESSION_ID, ENV_SERVER_URL,
-    ENV_SESSION_ID, Engine, Launch, NEVER_STARTED, SpawnRequest, actor::Command, lock_map,
+    ActorHandle, Caller, Engine, Launch, NEVER_STARTED, SpawnRequest, actor::Command, lock_map,
     sanitize_message,
 };
 use crate::backend::SpawnSpec;
 use crate::error::{Error, Result};
 use crate::types::{DeliveryMode, EventKind, NewMessage, Session, SessionId, SessionStatus};
+use crate::wire::env;
 
 impl Engine {
     /// Starts an agent and returns once it is ready for input (its first message, if any,
@@ -122,12 +122,12 @@ impl Engine {
         let mut spec = SpawnSpec::new(id.clone(), program, &working_dir);
         spec.args = args;
         spec.env = profile_env;
-        spec.env.insert(ENV_SESSION_ID.into(), id.to_string());
+        spec.env.insert(env::SESSION_ID.into(), id.to_string());
         spec.env
-            .insert(ENV_LEGACY_SESSION_ID.into(), id.to_string());
+            .insert(env::LEGACY_SESSION_ID.into(), id.to_string());
         if let Some(url) = &self.inner.config.server_url {
-            spec.env.insert(ENV_SERVER_URL.into(), url.clone());
-            spec.env.insert(ENV_LEGACY_SERVER_URL.into(), url.clone());
+            spec.env.insert(env::SERVER_URL.into(), url.clone());
+            spec.env.insert(env::LEGACY_SERVER_URL.into(), url.clone());
         }
         if let Some(extra) = &self.inner.config.agent_env {
             spec.env.extend((extra.0)(&id));
