@@ -5,21 +5,10 @@
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 300;
-
-fn sibling(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_sm")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --release -p sm-server` first",
-        p.display()
-    );
-    p
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -48,70 +37,37 @@ fn measure(label: &str, mut run: impl FnMut()) {
 }
 
 fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: pty\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new(sibling("sm-server"))
-        .arg("--config")
-        .arg(&config)
-        .env("SHELL", "/bin/sh")
-        .env("SM_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url_file = dir.path().join("state/server.url");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !url_file.exists() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let server = sm_tests::Server::start_opts(sm_tests::Options {
+        backend: Some("pty"),
+        env: vec![env("SHELL", "/bin/sh"), env("SM_LOG", "warn")],
+        ..sm_tests::Options::default()
+    });
     let sm = env!("CARGO_BIN_EXE_sm");
     let admin = |args: &[&str]| {
-        let out = Command::new(sm)
-            .args(args)
-            .env("SM_CONFIG", &config)
-            .env_remove("SM_SESSION_ID")
-            .env_remove("SM_TOKEN")
-            .env_remove("SM_SERVER_URL")
-            .output()
-            .unwrap();
+        let out = server.sm(args);
         assert!(
             out.status.success(),
             "sm {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let work = dir.path().to_str().unwrap().to_string();
+    let work = server.work().to_str().unwrap().to_string();
     admin(&[
         "spawn", "--agent", "shell", "--name", "bench", "--dir", &work,
     ]);
-    let env_file = dir.path().join("agent.env");
+    let env_file = server.path().join("agent.env");
     admin(&["send", "bench", &format!("env > {}", env_file.display())]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let agent_env: Vec<(String, String)> = loop {
+    let agent_env: Vec<(String, String)> = server.until("the agent's environment", || {
         let text = std::fs::read_to_string(&env_file).unwrap_or_default();
-        if text.contains("SM_TOKEN=") {
-            break text
-                .lines()
+        text.contains("SM_TOKEN=").then(|| {
+            text.lines()
                 .filter_map(|l| l.split_once('='))
                 .filter(|(k, _)| k.starts_with("SM_"))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent's environment never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+                .collect()
+        })
+    });
     let session = agent_env
         .iter()
         .find(|(k, _)| k == "SM_SESSION_ID")
@@ -139,9 +95,4 @@ fn main() {
     });
     measure("sm status", || admin(&["status"]));
     measure("sm send", || admin(&["send", "bench", "true"]));
-
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
 }

@@ -12,21 +12,10 @@
 //! - scale: spawning every agent, then one message round trip through each.
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn sibling(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_sm")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: cargo build --release -p sm-server -p sm-fake-agent",
-        p.display()
-    );
-    p
-}
 
 fn now_ms() -> f64 {
     std::time::SystemTime::now()
@@ -37,85 +26,39 @@ fn now_ms() -> f64 {
 }
 
 struct Bench {
-    server: Child,
-    dir: tempfile::TempDir,
-    socket: String,
+    server: sm_tests::Server,
     url: String,
     admin: String,
     agent: ureq::Agent,
 }
 
-impl Drop for Bench {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
-        let _ = self.server.wait();
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
 impl Bench {
     fn start() -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir_all(home.join(".claude")).unwrap();
-        std::fs::create_dir_all(dir.path().join("work")).unwrap();
-        let sm = sibling("sm");
-        let stops = dir.path().join("stops");
         // The Stop hook wrapper timestamps the moment the hook starts.
-        let stop_cmd = format!(
-            "sh -c 'echo \"$SM_SESSION_ID $(date +%s%N)\" >> {}; exec {} hook stop'",
-            stops.display(),
-            sm.display()
-        );
-        let hook = |cmd: String| json!([{ "hooks": [{ "type": "command", "command": cmd }] }]);
-        let settings = json!({ "hooks": {
-            "SessionStart": hook(format!("{} hook session-start", sm.display())),
-            "UserPromptSubmit": hook(format!("{} hook user-prompt-submit", sm.display())),
-            "Stop": hook(stop_cmd),
+        let hook = |cmd: &str| json!([{ "hooks": [{ "type": "command", "command": cmd }] }]);
+        let hooks = json!({ "hooks": {
+            "SessionStart": hook("{sm} hook session-start"),
+            "UserPromptSubmit": hook("{sm} hook user-prompt-submit"),
+            "Stop": hook("sh -c 'echo \"$SM_SESSION_ID $(date +%s%N)\" >> {dir}/stops; exec {sm} hook stop'"),
         }});
-        std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
-        let socket = format!("sm-bench-{}", std::process::id());
-        std::fs::write(
-            dir.path().join("config.yaml"),
-            format!(
-                "server:\n  port: 0\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\nfake_agent:\n  program: {}\nmonitor:\n  idle_timeout: 3600\n",
-                dir.path().display(),
-                sibling("sm-fake-agent").display()
-            ),
-        )
-        .unwrap();
-        let server = Command::new(sibling("sm-server"))
-            .arg("--config")
-            .arg(dir.path().join("config.yaml"))
-            .env("HOME", &home)
-            .env("SM_FAKE_AGENT_LOG", dir.path().join("prompts.jsonl"))
-            .env("SM_FAKE_STARTUP_MS", "100")
-            // Quiet agents: the fake agent's own 60 s idle notification would redraw every
-            // screen inside the idle window and measure the agents, not sm.
-            .env("SM_FAKE_IDLE_NOTIFY_MS", "86400000")
-            .env(
-                "SM_LOG",
-                std::env::var("SM_BENCH_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env_remove("TMUX")
-            .stdout(
-                std::fs::File::create(std::env::temp_dir().join("sm-bench-server.log")).unwrap(),
-            )
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url_file = dir.path().join("state/server.url");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !url_file.exists() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let url = std::fs::read_to_string(&url_file).unwrap();
-        let admin = std::fs::read_to_string(dir.path().join("state/token")).unwrap();
+        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let server = sm_tests::Server::start_opts(sm_tests::Options {
+            hooks: sm_tests::Hooks::Exactly(hooks),
+            extra_config: "monitor:\n  idle_timeout: 3600\n".into(),
+            env: vec![
+                env("SM_FAKE_STARTUP_MS", "100"),
+                // Quiet agents: the fake agent's own 60 s idle notification would redraw
+                // every screen inside the idle window and measure the agents, not sm.
+                env("SM_FAKE_IDLE_NOTIFY_MS", "86400000"),
+                env(
+                    "SM_LOG",
+                    &std::env::var("SM_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+                ),
+            ],
+            ..sm_tests::Options::default()
+        });
+        let url = server.url();
+        let admin = server.token();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(120)))
             .http_status_as_error(false)
@@ -123,8 +66,6 @@ impl Bench {
             .into();
         Bench {
             server,
-            dir,
-            socket,
             url,
             admin,
             agent,
@@ -145,7 +86,7 @@ impl Bench {
     }
 
     fn spawn(&self, name: &str) -> String {
-        let work = self.dir.path().join("work");
+        let work = self.server.path().join("work");
         let s = self.post(
             "/sessions",
             &self.admin,
@@ -155,7 +96,7 @@ impl Bench {
     }
 
     fn prompts(&self) -> Vec<(String, String, f64)> {
-        std::fs::read_to_string(self.dir.path().join("prompts.jsonl"))
+        std::fs::read_to_string(self.server.path().join("prompts.jsonl"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -197,7 +138,7 @@ impl Bench {
 
     /// How many Stop hooks `id` has fired so far.
     fn stops(&self, id: &str) -> usize {
-        std::fs::read_to_string(self.dir.path().join("stops"))
+        std::fs::read_to_string(self.server.path().join("stops"))
             .unwrap_or_default()
             .lines()
             .filter(|l| l.starts_with(id))
@@ -286,14 +227,13 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let b = Bench::start();
-    let auth = sm_server::Auth::with_admin_token(b.admin.clone());
     println!("sm scale benchmark: {agents} fake agents on tmux, release build");
 
     // Wake latency: the parent waits on the child; the child's Stop hook → the parent has
     // the wake message submitted.
     let parent = b.spawn("parent");
     let child = b.spawn("child");
-    let parent_token = auth.agent_token(&parent.parse().unwrap());
+    let parent_token = b.server.token_of(&parent);
     let mut wake = Vec::new();
     for i in 0..30 {
         b.wait_idle(&child);
@@ -309,7 +249,7 @@ fn main() {
             json!({ "timeout_secs": 120 }),
         );
         let woke_at = b.wait_prompt(&parent, &format!("Last message: r{i}"));
-        let stops: Vec<f64> = std::fs::read_to_string(b.dir.path().join("stops"))
+        let stops: Vec<f64> = std::fs::read_to_string(b.server.path().join("stops"))
             .unwrap_or_default()
             .lines()
             .filter(|l| l.starts_with(&child))
@@ -409,8 +349,8 @@ fn main() {
     for id in &ids {
         b.wait_idle(id);
     }
-    let server_pid = b.server.id();
-    let tmux_pid = tmux_server_pid(&b.socket).unwrap_or(0);
+    let server_pid = b.server.child.id();
+    let tmux_pid = tmux_server_pid(&b.server.socket).unwrap_or(0);
     let (s0, t0) = (cpu_secs(server_pid), cpu_secs(tmux_pid));
     std::thread::sleep(Duration::from_secs(idle_secs));
     let (s1, t1) = (cpu_secs(server_pid), cpu_secs(tmux_pid));

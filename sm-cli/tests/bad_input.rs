@@ -4,15 +4,12 @@
 //! keeps its name; no session appears; the server stays up; the terminal title is untouched).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::io::Write;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
-use sm_lib::SessionId;
 use sm_lib::engine::sanitize_message;
-use support::*;
+use sm_tests::*;
 
 /// A corpus string: plain text, `{"hex": "…"}` for bytes that are not UTF-8, or
 /// `{"parts": [["unit", count], …]}` for long text.
@@ -161,8 +158,6 @@ fn every_case_of_the_bad_input_corpus_is_refused_clearly_or_made_safe() {
         server.wait_prompts(name, 1);
     }
     let admin = server.token();
-    let auth = sm_server::Auth::with_admin_token(admin.clone());
-    let token_of = |id: &str| auth.agent_token(&id.parse::<SessionId>().unwrap());
     let mut world = World {
         sentinel: String::new(),
         sentinel_token: String::new(),
@@ -175,12 +170,12 @@ fn every_case_of_the_bad_input_corpus_is_refused_clearly_or_made_safe() {
         server,
     };
     world.sentinel = world.id("sentinel");
-    world.sentinel_token = token_of(&world.sentinel);
+    world.sentinel_token = world.server.token_of(&world.sentinel);
     world.other = world.id("other");
     world.hooked = world.id("hooked");
-    world.hooked_token = token_of(&world.hooked);
+    world.hooked_token = world.server.token_of(&world.hooked);
     world.dead = world.id("deadone");
-    world.dead_token = token_of(&world.dead);
+    world.dead_token = world.server.token_of(&world.dead);
     world.server.ok(&["kill", "deadone"]);
     world.server.until("deadone to be gone", || {
         world.server.find("deadone").is_none().then_some(())

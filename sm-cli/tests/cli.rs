@@ -2,13 +2,11 @@
 //! whose Claude Code hooks call the real `sm hook` and `sm auto-lock`.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::*;
+use sm_tests::*;
 
 #[test]
 fn the_em_loop_runs_through_the_cli_only() {

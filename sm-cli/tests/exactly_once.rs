@@ -3,14 +3,12 @@
 //! agents whose hooks call the real `sm`.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use sm_lib::MessageState;
-use support::*;
+use sm_tests::*;
 
 /// A server whose agents run `kill_hook` as their prompt hook (the kill lands after the
 /// agent took the prompt and before it shows it on screen, so sm has not seen the submit)

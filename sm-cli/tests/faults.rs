@@ -3,12 +3,10 @@
 //! Each must be reported clearly, hang nothing, and lose nothing already accepted.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::process::Command;
 
 use serde_json::Value;
-use support::*;
+use sm_tests::*;
 
 /// How the store settled message `id`: `Some(("delivered" | "failed", reason))`.
 fn outcome(server: &Server, id: u64) -> Option<(String, String)> {

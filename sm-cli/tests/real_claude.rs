@@ -16,14 +16,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sm_tests::{Hooks, Options, Server, bin_dir, sibling, until_explained};
 
 const PINNED: &str = "@anthropic-ai/claude-code@2.1.330";
+/// The real CLI is slower than the fake agent: a minute per condition.
 const DEADLINE: Duration = Duration::from_secs(60);
 const API_KEY: &str = "sk-ant-offline-test-0123456789abcdefghij";
-
-fn bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sm")).with_file_name(name)
-}
 
 /// The real CLI, installing it into the cache when needed; `Err` says why it is missing.
 /// Once per test process: the tests here run in parallel, and two installs into one cache
@@ -39,13 +37,7 @@ fn find_or_install_claude() -> Result<PathBuf, String> {
     }
     let cache = std::env::var_os("SM_CLAUDE_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_BIN_EXE_sm"))
-                .ancestors()
-                .nth(2)
-                .unwrap()
-                .join("claude-cache")
-        });
+        .unwrap_or_else(|| bin_dir().parent().unwrap().join("claude-cache"));
     let exe = cache.join("node_modules/.bin/claude");
     if !exe.exists() {
         eprintln!(
@@ -79,55 +71,31 @@ fn find_or_install_claude() -> Result<PathBuf, String> {
     Ok(exe)
 }
 
+/// The real-Claude tier's world: the harness's server with the real CLI configured and
+/// sm's hooks installed by `sm setup`, and the fake Messages API it talks to.
 struct Tier {
-    server: Child,
+    server: Server,
     api: Child,
-    dir: tempfile::TempDir,
-    socket: String,
-    sm_env: Vec<(String, String)>,
-    /// The server's environment (and so its agents'), to start it again.
-    agent_env: Vec<(String, String)>,
 }
 
 impl Drop for Tier {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
-        let _ = self.server.wait();
+        self.server.stop();
         let _ = self.api.kill();
         let _ = self.api.wait();
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
     }
 }
 
 impl Tier {
     /// Agents run sandboxed (bubblewrap), as a user's would by default.
     fn start(claude: &Path) -> Tier {
-        Self::start_on(claude, 0, "bwrap")
+        Self::start_on(claude, false, "bwrap")
     }
 
-    /// A tier whose server listens on `port` (0: any), so a restart keeps the agents'
-    /// hooks pointed at it.
-    fn start_on(claude: &Path, port: u16, sandbox: &str) -> Tier {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        let work = dir.path().join("work");
-        let repo = work.join("repo");
-        std::fs::create_dir_all(home.join(".claude")).unwrap();
-        std::fs::create_dir_all(&repo).unwrap();
-        assert!(
-            Command::new("git")
-                .args(["init", "-q"])
-                .current_dir(&repo)
-                .status()
-                .unwrap()
-                .success()
-        );
-
-        let mut api = Command::new(bin("sm-fake-anthropic"))
+    /// A tier whose server listens on a fixed port when `fixed_port`, so a restart keeps
+    /// the agents' hooks pointed at it.
+    fn start_on(claude: &Path, fixed_port: bool, sandbox: &'static str) -> Tier {
+        let mut api = Command::new(sibling("sm-fake-anthropic"))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -143,160 +111,63 @@ impl Tier {
 
         // Skip first-run screens, trust the working dirs, allow skip-permissions.
         let key_tail = &API_KEY[API_KEY.len() - 20..];
-        let projects: serde_json::Map<String, Value> = [&work, &repo]
-            .iter()
-            .map(|p| {
-                (
-                    p.to_string_lossy().into_owned(),
-                    serde_json::json!({ "hasTrustDialogAccepted": true }),
-                )
-            })
-            .collect();
-        std::fs::write(
-            home.join(".claude.json"),
-            serde_json::json!({
-                "hasCompletedOnboarding": true,
-                "customApiKeyResponses": { "approved": [key_tail], "rejected": [] },
-                "projects": projects,
-            })
-            .to_string(),
-        )
-        .unwrap();
-        std::fs::write(
-            home.join(".claude/settings.json"),
-            r#"{"skipDangerousModePermissionPrompt":true}"#,
-        )
-        .unwrap();
-        // sm's hooks, installed the way a user does it.
-        let setup = Command::new(env!("CARGO_BIN_EXE_sm"))
-            .arg("setup")
-            .env("HOME", &home)
-            .output()
-            .unwrap();
-        assert!(setup.status.success());
-
-        let socket = format!("sm-real-{}-{port}", std::process::id());
-        let config = format!(
-            "server:\n  port: {port}\npaths:\n  state_file: {}/state/state.json\nterminal:\n  backend: tmux\n  tmux_socket: {socket}\n  sandbox: {sandbox}\nfake_agent:\n  program: {}\nclaude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\nlocks:\n  auto_wait: 1\n",
-            dir.path().display(),
-            bin("sm-fake-agent").display(),
-            claude.display()
-        );
-        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-        let path = format!(
-            "{}:{}",
-            bin("sm").parent().unwrap().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let agent_env = [
-            ("HOME", home.to_string_lossy().into_owned()),
-            ("PATH", path),
-            ("ANTHROPIC_BASE_URL", api_url),
-            ("ANTHROPIC_API_KEY", API_KEY.to_string()),
-            ("DISABLE_AUTOUPDATER", "1".into()),
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
-            ("DISABLE_TELEMETRY", "1".into()),
-            ("DISABLE_ERROR_REPORTING", "1".into()),
-            ("IS_SANDBOX", "1".into()),
-            (
-                "SM_FAKE_AGENT_LOG",
-                dir.path()
-                    .join("prompts.jsonl")
-                    .to_string_lossy()
-                    .into_owned(),
+        let claude_json = serde_json::json!({
+            "hasCompletedOnboarding": true,
+            "customApiKeyResponses": { "approved": [key_tail], "rejected": [] },
+            "projects": {
+                "{dir}/work": { "hasTrustDialogAccepted": true },
+                "{dir}/work/repo": { "hasTrustDialogAccepted": true },
+            },
+        });
+        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let server = Server::start_opts(Options {
+            // sm's hooks, installed the way a user does it.
+            hooks: Hooks::Setup(serde_json::json!({ "skipDangerousModePermissionPrompt": true })),
+            home_files: vec![(".claude.json".into(), claude_json.to_string())],
+            git_repo: true,
+            fixed_port,
+            sandbox: Some(sandbox),
+            extra_config: format!(
+                "claude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\n",
+                claude.display()
             ),
-        ];
-        let agent_env: Vec<(String, String)> = agent_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let server = Self::launch(dir.path(), &agent_env);
-        let sm_env = vec![(
-            "SM_CONFIG".to_string(),
-            dir.path()
-                .join("config.yaml")
-                .to_string_lossy()
-                .into_owned(),
-        )];
-        Tier {
-            server,
-            api,
-            dir,
-            socket,
-            sm_env,
-            agent_env,
-        }
-    }
-
-    /// Starts the server on the tier's state dir and waits until it is up.
-    fn launch(dir: &Path, agent_env: &[(String, String)]) -> Child {
-        let _ = std::fs::remove_file(dir.join("state/server.url"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .unwrap();
-        let server = Command::new(bin("sm-server"))
-            .arg("--config")
-            .arg(dir.join("config.yaml"))
-            .envs(agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env_remove("TMUX")
-            .env_remove("SM_SESSION_ID")
-            .env("SM_LOG", "info")
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url_file = dir.join("state/server.url");
-        let deadline = Instant::now() + DEADLINE;
-        while !url_file.exists() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+            env: vec![
+                env("ANTHROPIC_BASE_URL", &api_url),
+                env("ANTHROPIC_API_KEY", API_KEY),
+                env("DISABLE_AUTOUPDATER", "1"),
+                env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+                env("DISABLE_TELEMETRY", "1"),
+                env("DISABLE_ERROR_REPORTING", "1"),
+                env("IS_SANDBOX", "1"),
+            ],
+            ..Options::default()
+        });
+        Tier { server, api }
     }
 
     /// After the server died (a hook killed it): start it again at once.
     fn restart_after_death(&mut self) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.server.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the server did not die");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.server = Self::launch(self.dir.path(), &self.agent_env);
+        self.server.restart_after_death();
     }
 
     fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
+        self.server.work()
+    }
+
+    fn path(&self) -> &Path {
+        self.server.path()
     }
 
     fn sm(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_sm"))
-            .args(args)
-            .envs(self.sm_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env_remove("SM_SESSION_ID")
-            .env_remove("SM_TOKEN")
-            .env_remove("SM_SERVER_URL")
-            .current_dir(self.work())
-            .output()
-            .unwrap()
+        self.server.sm(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.sm(args);
-        assert!(
-            out.status.success(),
-            "sm {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.server.ok(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_str(&self.ok(&a)).unwrap()
+        self.server.json(args)
     }
 
     fn status(&self, name: &str) -> String {
@@ -324,13 +195,7 @@ impl Tier {
         mut f: impl FnMut() -> bool,
         explain: impl FnOnce() -> String,
     ) {
-        let deadline = Instant::now() + DEADLINE;
-        while !f() {
-            if Instant::now() >= deadline {
-                panic!("timed out waiting for {what}{}", explain());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        until_explained(what, DEADLINE, || f().then_some(()), explain);
     }
 
     fn spawn(&self, name: &str, dir: &Path, skip_permissions: bool) {
@@ -360,7 +225,7 @@ impl Tier {
                         .map(Value::to_string)
                         .collect::<Vec<_>>()
                         .join("\n"),
-                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                    self.server.log()
                 )
             },
         );
@@ -368,29 +233,25 @@ impl Tier {
 }
 
 fn event_list(t: &Tier) -> Vec<Value> {
-    let url = std::fs::read_to_string(t.dir.path().join("state/server.url")).unwrap();
-    let token = std::fs::read_to_string(t.dir.path().join("state/token")).unwrap();
-    let mut r = ureq::get(format!("{url}/events?limit=10000"))
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .unwrap();
-    r.body_mut().read_json::<Vec<Value>>().unwrap()
+    let (status, events) = t.server.http(
+        "GET",
+        "/events?limit=10000",
+        Some(&t.server.token()),
+        None,
+        b"",
+    );
+    assert_eq!(status, 200, "{events}");
+    events.as_array().cloned().unwrap_or_default()
 }
 
 fn events(t: &Tier) -> String {
-    let url = std::fs::read_to_string(t.dir.path().join("state/server.url")).unwrap();
-    let token = std::fs::read_to_string(t.dir.path().join("state/token")).unwrap();
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            &format!("{url}/events?limit=400"),
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let (_, v) = t.server.http(
+        "GET",
+        "/events?limit=400",
+        Some(&t.server.token()),
+        None,
+        b"",
+    );
     v.as_array()
         .into_iter()
         .flatten()
@@ -490,24 +351,22 @@ fn sm_drives_the_real_claude_code_cli() {
         "--skip-permissions",
         "[[bash sh em.sh]]",
     ]);
-    let deadline = Instant::now() + DEADLINE;
-    while !std::fs::read_to_string(t.dir.path().join("prompts.jsonl"))
-        .unwrap_or_default()
-        .contains("[sm] child")
-    {
-        if Instant::now() > deadline {
-            panic!(
-                "the EM was not woken by its Claude child.\nsessions:\n{}\nchild:\n{}\nprompts:\n{}\nserver log:\n{}\nevents:\n{}",
-                t.ok(&["all"]),
-                String::from_utf8_lossy(&t.sm(&["output", "child", "--lines", "25"]).stdout),
-                std::fs::read_to_string(t.dir.path().join("prompts.jsonl")).unwrap_or_default(),
-                std::fs::read_to_string(t.dir.path().join("server.log")).unwrap_or_default(),
-                events(&t)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let log = std::fs::read_to_string(t.dir.path().join("prompts.jsonl")).unwrap();
+    let woken = || {
+        std::fs::read_to_string(t.path().join("prompts.jsonl"))
+            .unwrap_or_default()
+            .contains("[sm] child")
+    };
+    t.until_explained("the EM to be woken by its Claude child", woken, || {
+        format!(
+            "\nsessions:\n{}\nchild:\n{}\nprompts:\n{}\nserver log:\n{}\nevents:\n{}",
+            t.ok(&["all"]),
+            String::from_utf8_lossy(&t.sm(&["output", "child", "--lines", "25"]).stdout),
+            std::fs::read_to_string(t.path().join("prompts.jsonl")).unwrap_or_default(),
+            t.server.log(),
+            events(&t)
+        )
+    });
+    let log = std::fs::read_to_string(t.path().join("prompts.jsonl")).unwrap();
     assert!(log.contains("Last message: child done"), "{log}");
 
     // auto-lock through the real PreToolUse hook: taken by one agent, refused to another.
@@ -566,10 +425,10 @@ fn sm_drives_the_real_claude_code_cli() {
         Command::new("tmux")
             .args([
                 "-L",
-                &t.socket,
+                &t.server.socket,
                 "send-keys",
                 "-t",
-                &format!("={}:={p_id}", t.socket),
+                &format!("={}:={p_id}", t.server.socket),
                 "1"
             ])
             .status()
@@ -595,15 +454,11 @@ fn sm_drives_the_real_claude_code_cli() {
 /// Claude Code runs this as a prompt hook beside sm's: armed, it SIGKILLs the server the
 /// moment a prompt was taken, before sm can see it submitted on screen.
 fn arm_kill_in_prompt_hook(t: &Tier) {
-    let dir = t.dir.path().display();
-    std::fs::write(t.dir.path().join("server.pid"), t.server.id().to_string()).unwrap();
-    std::fs::write(t.dir.path().join("kill.armed"), "").unwrap();
-    let settings_path = t.dir.path().join("home/.claude/settings.json");
+    t.server.arm_kill();
+    let settings_path = t.path().join("home/.claude/settings.json");
     let mut settings: Value =
         serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
-    let kill = format!(
-        "mv {dir}/kill.armed {dir}/kill.taken.$$ 2>/dev/null && kill -9 $(cat {dir}/server.pid); exit 0"
-    );
+    let kill = t.server.kill_hook_command();
     let hooks = settings["hooks"]["UserPromptSubmit"]
         .as_array_mut()
         .unwrap();
@@ -617,7 +472,7 @@ fn arm_kill_in_prompt_hook(t: &Tier) {
 /// was given.
 fn prompts_in_transcripts(t: &Tier, text: &str) -> usize {
     let mut n = 0;
-    let projects = t.dir.path().join("home/.claude/projects");
+    let projects = t.path().join("home/.claude/projects");
     for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
         for file in std::fs::read_dir(dir.path())
             .into_iter()
@@ -650,16 +505,12 @@ fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_ho
             return;
         }
     };
-    let port = (0..1000)
-        .map(|i| 20_000 + ((std::process::id() as u64 * 31 + i * 7919) % 12_000) as u16)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .unwrap();
     // The prompt hook kills the server: it must see the server's process.
-    let mut t = Tier::start_on(&claude, port, "none");
+    let mut t = Tier::start_on(&claude, true, "none");
     let work = t.work();
     arm_kill_in_prompt_hook(&t);
     // Disarmed until the prompt under test.
-    std::fs::remove_file(t.dir.path().join("kill.armed")).unwrap();
+    std::fs::remove_file(t.path().join("kill.armed")).unwrap();
     t.spawn("c1", &work, true);
     t.ok(&["send", "c1", "warm up [[reply warm]]"]);
     t.idle_with("c1", "● warm");

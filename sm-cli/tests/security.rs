@@ -3,13 +3,11 @@
 //! same without the sandbox, showing what the README's threat model says.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::*;
+use sm_tests::*;
 
 /// What the attack script found, by line.
 struct Findings {
@@ -155,10 +153,9 @@ fn without_the_sandbox_an_agent_can_do_what_its_user_can_but_not_use_the_admin_t
     let _ = f.victim_status;
 }
 
-/// An agent's own token, as the server hands it out.
+/// An agent's own token, as its agent was given it.
 fn agent_token(s: &Server, name: &str) -> String {
-    let id: sm_lib::SessionId = s.session(name)["id"].as_str().unwrap().parse().unwrap();
-    sm_server::Auth::with_admin_token(s.token()).agent_token(&id)
+    s.agent_token(name)
 }
 
 #[test]

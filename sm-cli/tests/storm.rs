@@ -9,8 +9,6 @@
 //! end (run with `--nocapture` to see them).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sm_lib::MessageState;
-use support::*;
+use sm_tests::*;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -339,11 +337,10 @@ fn storm(killer: Killer) {
 
     // Nothing may still be on its way: the store holds no queued or delivering message.
     let mut server = server;
-    let db = server.dir.path().join("state/sm.db");
     server.stop();
-    let pending = messages_in(&db, vec![MessageState::Queued, MessageState::Delivering]);
+    let pending = messages_in(&server, &[MessageState::Queued, MessageState::Delivering]);
     assert!(pending.is_empty(), "messages still pending: {pending:?}");
-    let failed = messages_in(&db, vec![MessageState::Failed]);
+    let failed = messages_in(&server, &[MessageState::Failed]);
 
     // Exactly once, byte for byte, to the right agent, in order within sender and mode.
     let prompts = server.all_prompts();
@@ -407,24 +404,11 @@ fn storm(killer: Killer) {
 }
 
 /// The store's messages in `states`, described.
-fn messages_in(db: &std::path::Path, states: Vec<MessageState>) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sm_lib::{MessageFilter, MessageStore};
-        let store = sm_store_sqlite::SqliteStore::open(db).await.unwrap();
-        store
-            .list_messages(&MessageFilter {
-                target: None,
-                states,
-                limit: 0,
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| format!("{} {:?} {:?} ({:?})", m.id, m.state, m.text, m.reason))
-            .collect()
-    })
+fn messages_in(server: &Server, states: &[MessageState]) -> Vec<String> {
+    server
+        .messages()
+        .into_iter()
+        .filter(|m| states.contains(&m.state))
+        .map(|m| format!("{} {:?} {:?} ({:?})", m.id, m.state, m.text, m.reason))
+        .collect()
 }

@@ -4,8 +4,6 @@
 //! `editMessageText`; real tmux and fake agents behind it.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use support::*;
+use sm_tests::*;
 
 const OPERATOR: i64 = 42;
 const STRANGER: i64 = 999;

@@ -19,8 +19,7 @@ use sm_lib::{
     MessageState, MessageStore, Session, SessionId, SessionStatus, SpawnRequest,
 };
 use sm_store_sqlite::SqliteStore;
-
-const DEADLINE: Duration = Duration::from_secs(30);
+use sm_tests::{DEADLINE, git, git_init, until_async};
 
 struct Harness {
     engine: Engine,
@@ -196,29 +195,18 @@ impl Harness {
 
     /// Waits until everything sent to `id` was delivered and its last turn ended.
     async fn settled(&self, id: &SessionId) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        until_async(&format!("{id} to settle"), DEADLINE, async || {
             let msgs = self.messages(id).await;
             let done = msgs
                 .iter()
                 .all(|m| matches!(m.state, MessageState::Delivered | MessageState::Failed));
-            if done && self.status(id).await == SessionStatus::Idle {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{id} never settled: {msgs:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (done && self.status(id).await == SessionStatus::Idle).then_some(())
+        })
+        .await;
     }
 
     async fn until<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_async(what, DEADLINE, async || f()).await
     }
 
     async fn messages(&self, id: &SessionId) -> Vec<sm_lib::Message> {
@@ -524,25 +512,12 @@ async fn a_permission_prompt_blocks_delivery_until_answered() {
     assert!(h.workdir().join("out.txt").exists());
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = std::process::Command::new("git")
-        .args(["-c", "user.name=sm", "-c", "user.email=sm@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn auto_locks_conflict_in_one_repo_not_across_worktrees_and_end_with_the_turn() {
     let h = Harness::new().await;
     let repo = h.dir.path().join("repo");
     std::fs::create_dir_all(repo.join("src")).unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    git_init(&repo);
     let worktree = h.dir.path().join("repo-wt");
     git(
         &repo,
@@ -581,17 +556,17 @@ async fn auto_locks_conflict_in_one_repo_not_across_worktrees_and_end_with_the_t
         .unwrap();
     h.wait_prompts(&a.id, 1).await;
     h.wait_status(&a.id, SessionStatus::Idle).await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match h.engine.auto_lock(&b.id, &repo.join("README.md")).await {
-            Ok(lock) => {
-                assert_eq!(lock.holder, b.id);
-                break;
-            }
-            Err(Error::LockConflict(_)) if Instant::now() < deadline => {}
+    let lock = until_async(
+        "b to take the lock a's turn released",
+        DEADLINE,
+        async || match h.engine.auto_lock(&b.id, &repo.join("README.md")).await {
+            Ok(lock) => Some(lock),
+            Err(Error::LockConflict(_)) => None,
             Err(e) => panic!("{e}"),
-        }
-    }
+        },
+    )
+    .await;
+    assert_eq!(lock.holder, b.id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -903,18 +878,14 @@ fn human_types(h: &Harness, id: &SessionId, keys: &[&str], literal: bool) {
 }
 
 async fn wait_attention(h: &Harness, id: &SessionId) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    until_async("a needs-attention event", DEADLINE, async || {
         let events = h.engine.store().events(None, Some(id), 0).await.unwrap();
-        if events
+        events
             .iter()
             .any(|e| matches!(e.kind, sm_lib::EventKind::NeedsAttention { .. }))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no needs-attention event");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{Event, Session, SessionId, WaitOutcome};
 
+/// The largest request body a server accepts; a larger one is refused with 413.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
 /// The environment variables sm sets in each agent's terminal.
 pub mod env {
     /// The session the agent runs in.

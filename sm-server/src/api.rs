@@ -64,8 +64,8 @@ impl utoipa::Modify for BearerToken {
     }
 }
 
-/// The largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// The largest request body accepted (the wire protocol's limit).
+pub use sm_lib::wire::MAX_BODY_BYTES;
 
 /// The HTTP API as an axum router.
 pub fn router(state: AppState) -> Router {

@@ -1,7 +1,11 @@
-//! What the end-to-end tests share: a real `sm-server` (SQLite, its own tmux socket) in a
-//! temporary state dir, fake agents whose Claude Code hooks call the real `sm`, and helpers
-//! that poll a condition with a deadline.
-#![allow(clippy::unwrap_used, dead_code)] // tests fail loudly by design; not every test uses every helper
+//! The end-to-end harness every test and benchmark that drives the real binaries shares: a
+//! real `sm-server` (SQLite, its own tmux socket) in a temporary state dir, agents whose
+//! Claude Code hooks call the real `sm`, the agent's own token as the agent sees it, one
+//! `until` that polls a condition with a deadline, and a git-init helper.
+//!
+//! Binaries are found beside the running test or benchmark (`target/<profile>/`), so a
+//! test sees the debug build and a benchmark the release build; `SM_BIN_DIR` overrides.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a harness fails loudly by design
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -9,34 +13,63 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// How long a test waits for any one condition.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Where the workspace's binaries are: `SM_BIN_DIR`, else the profile dir of the running
+/// executable (`target/debug` for a test in `target/debug/deps`).
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sm"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    if let Some(dir) = std::env::var_os("SM_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
-/// A binary built beside `sm` (the server, the fake agent).
+/// A binary of the workspace (`sm`, `sm-server`, the fakes), built in this profile.
 pub fn sibling(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
     assert!(
         p.exists(),
-        "{} is not built; run the whole suite (cargo test --workspace --all-features)",
+        "{} is not built; build the workspace first (cargo build --workspace, with --release for a benchmark)",
         p.display()
     );
     p
 }
 
+/// The `sm` binary.
+pub fn sm_bin() -> PathBuf {
+    sibling("sm")
+}
+
+/// The Claude Code hooks the agents of a [`Server`] get in their `~/.claude/settings.json`.
+#[derive(Default)]
+pub enum Hooks {
+    /// Every sm hook, calling the real `sm` by its path (what the fake agent needs).
+    #[default]
+    All,
+    /// These settings, then `sm setup` run against the agents' home, the way a user
+    /// installs sm's hooks (the real-Claude tier).
+    Setup(Value),
+    /// These settings as they are (`{sm}` in a string stands for the `sm` binary's path,
+    /// `{dir}` for the state dir).
+    Exactly(Value),
+}
+
 /// How to start a [`Server`].
 #[derive(Default)]
 pub struct Options {
-    /// YAML appended to the generated configuration.
+    /// YAML appended to the generated configuration (`{dir}` stands for the state dir).
     pub extra_config: String,
     /// Listen on a fixed port (so agents' hooks still reach a restarted server).
     pub fixed_port: bool,
-    /// Extra environment for the server (and so for its agents).
+    /// Extra environment for the server (and so for its agents); later entries win, and
+    /// they win over the harness's defaults (`SM_LOG=info`, `HOME`, `PATH`).
     pub env: Vec<(String, String)>,
     /// `terminal.sandbox` (default: the server's default, `auto`). Tests whose agents must
     /// reach outside (a hook that kills the server) say `none`.
@@ -45,11 +78,23 @@ pub struct Options {
     pub server_yaml: String,
     /// `terminal.backend` (default `tmux`).
     pub backend: Option<&'static str>,
+    /// The agents' Claude Code hooks.
+    pub hooks: Hooks,
+    /// Files written under the agents' home before the server starts, as (path relative
+    /// to home, contents); `{dir}` in the contents stands for the state dir.
+    pub home_files: Vec<(String, String)>,
+    /// Make `work/repo` a git repository (with one commit).
+    pub git_repo: bool,
 }
 
+/// A running `sm-server` with its state dir, tmux socket and agents; dropped, it stops the
+/// server and kills its tmux server (`SM_TEST_KEEP=1` keeps the state dir to look at).
 pub struct Server {
+    /// The server process.
     pub child: Child,
+    /// The state dir (config, database, log, the agents' home and work dirs).
     pub dir: tempfile::TempDir,
+    /// The tmux socket name its agents run on.
     pub socket: String,
     options: Options,
     port: u16,
@@ -76,10 +121,12 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// A server whose Claude agent kind points nowhere (fake agents and shells only).
     pub fn start() -> Server {
         Self::start_with("claude:\n  command: sm-test-no-claude-here\n")
     }
 
+    /// [`Server::start`] with this YAML appended to the configuration.
     pub fn start_with(extra_config: &str) -> Server {
         Self::start_opts(Options {
             extra_config: extra_config.to_string(),
@@ -87,38 +134,72 @@ impl Server {
         })
     }
 
+    /// A server started as `options` say, once it is up.
     pub fn start_opts(options: Options) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let socket = format!("sm-cli-{}-{}", std::process::id(), unique());
-        let sm = env!("CARGO_BIN_EXE_sm");
+        let socket = format!("sm-test-{}-{}", std::process::id(), unique());
+        let sm = sm_bin();
+        let sm = sm.display();
         let home = dir.path().join("home");
+        let dir_text = dir.path().display().to_string();
         std::fs::create_dir_all(home.join(".claude")).unwrap();
         std::fs::create_dir_all(dir.path().join("work")).unwrap();
-        let hook = |arg: &str| serde_json::json!([{ "hooks": [{ "type": "command", "command": format!("{sm} {arg}") }] }]);
-        let settings = serde_json::json!({ "hooks": {
-            "SessionStart": hook("hook session-start"),
-            "UserPromptSubmit": hook("hook user-prompt-submit"),
-            "Stop": hook("hook stop"),
-            "Notification": hook("hook notification"),
-            "SessionEnd": hook("hook session-end"),
-            "PostToolUse": hook("hook post-tool-use"),
-            "PreToolUse": [{ "matcher": "Write|Edit|MultiEdit|NotebookEdit", "hooks": [{ "type": "command", "command": format!("{sm} auto-lock") }] }],
-        }});
-        std::fs::write(home.join(".claude/settings.json"), settings.to_string()).unwrap();
+        if options.git_repo {
+            git_init(&dir.path().join("work/repo"));
+        }
+        for (path, contents) in &options.home_files {
+            let path = home.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents.replace("{dir}", &dir_text)).unwrap();
+        }
+        let settings = home.join(".claude/settings.json");
+        match &options.hooks {
+            Hooks::All => {
+                let hook = |arg: &str| serde_json::json!([{ "hooks": [{ "type": "command", "command": format!("{sm} {arg}") }] }]);
+                let all = serde_json::json!({ "hooks": {
+                    "SessionStart": hook("hook session-start"),
+                    "UserPromptSubmit": hook("hook user-prompt-submit"),
+                    "Stop": hook("hook stop"),
+                    "Notification": hook("hook notification"),
+                    "SessionEnd": hook("hook session-end"),
+                    "PostToolUse": hook("hook post-tool-use"),
+                    "PreToolUse": [{ "matcher": "Write|Edit|MultiEdit|NotebookEdit", "hooks": [{ "type": "command", "command": format!("{sm} auto-lock") }] }],
+                }});
+                std::fs::write(&settings, all.to_string()).unwrap();
+            }
+            Hooks::Setup(base) => {
+                std::fs::write(&settings, base.to_string()).unwrap();
+                let setup = Command::new(sm_bin())
+                    .arg("setup")
+                    .env("HOME", &home)
+                    .output()
+                    .unwrap();
+                assert!(
+                    setup.status.success(),
+                    "sm setup failed: {}",
+                    String::from_utf8_lossy(&setup.stderr)
+                );
+            }
+            Hooks::Exactly(value) => {
+                let text = value
+                    .to_string()
+                    .replace("{sm}", &sm.to_string())
+                    .replace("{dir}", &dir_text);
+                std::fs::write(&settings, text).unwrap();
+            }
+        }
         let port = if options.fixed_port { free_port() } else { 0 };
         let config = format!(
             "server:\n  port: {port}\n{}paths:\n  state_file: {}/state/state.json\nterminal:\n  backend: {}\n  tmux_socket: {socket}\n{}fake_agent:\n  program: {}\nlocks:\n  auto_wait: 1\n{}",
             options.server_yaml,
-            dir.path().display(),
+            dir_text,
             options.backend.unwrap_or("tmux"),
             options
                 .sandbox
                 .map(|s| format!("  sandbox: {s}\n"))
                 .unwrap_or_default(),
             sibling("sm-fake-agent").display(),
-            options
-                .extra_config
-                .replace("{dir}", &dir.path().display().to_string()),
+            options.extra_config.replace("{dir}", &dir_text),
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
         let child = Self::launch(dir.path(), &options);
@@ -250,6 +331,7 @@ impl Server {
         self.wait_up();
     }
 
+    /// Whether the server process is still alive.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -259,17 +341,19 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The directory `sm` runs in and agents are spawned in by default.
     pub fn work(&self) -> PathBuf {
         self.dir.path().join("work")
     }
 
+    /// The fixed port (0 unless [`Options::fixed_port`]).
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// An `sm` command run as a human (admin token from the state dir).
     pub fn sm_command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sm"));
+        let mut cmd = Command::new(sm_bin());
         cmd.env("SM_CONFIG", self.dir.path().join("config.yaml"))
             .env_remove("SM_SESSION_ID")
             .env_remove("CLAUDE_SESSION_MANAGER_ID")
@@ -285,6 +369,7 @@ impl Server {
         self.sm_command().args(args).output().unwrap()
     }
 
+    /// Runs `sm` as a human and returns its output, failing the test when it fails.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.sm(args);
         assert!(
@@ -296,12 +381,14 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// [`Server::ok`] with `--json`, parsed.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.push("--json");
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
+    /// The live session with this name, if any.
     pub fn find(&self, name: &str) -> Option<Value> {
         let all = self.json(&["all"]);
         all.as_array()
@@ -323,6 +410,7 @@ impl Server {
             .unwrap_or_else(|| panic!("no session {name}"))
     }
 
+    /// The live session with this name.
     pub fn session(&self, name: &str) -> Value {
         self.find(name)
             .unwrap_or_else(|| panic!("no session {name}"))
@@ -344,6 +432,7 @@ impl Server {
             .collect()
     }
 
+    /// Every prompt the live session `name` received, in order.
     pub fn prompts(&self, name: &str) -> Vec<String> {
         let Some(session) = self.find(name) else {
             return Vec::new();
@@ -356,10 +445,12 @@ impl Server {
             .collect()
     }
 
+    /// [`until`] with the harness's [`DEADLINE`].
     pub fn until<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
         until(what, DEADLINE, f)
     }
 
+    /// Waits until `name` received at least `n` prompts; returns them.
     pub fn wait_prompts(&self, name: &str, n: usize) -> Vec<String> {
         self.until(&format!("{n} prompts for {name}"), || {
             let p = self.prompts(name);
@@ -367,6 +458,7 @@ impl Server {
         })
     }
 
+    /// Waits until `name` has this status.
     pub fn wait_status(&self, name: &str, status: &str) {
         self.until(&format!("{name} to be {status}"), || {
             (self.session(name)["status"] == status).then_some(())
@@ -429,7 +521,7 @@ impl Server {
             // is still writing: on a busy machine the client sees the broken pipe before the
             // answer. That is the refusal.
             Err(ureq::Error::Io(e))
-                if body.len() > sm_server::api::MAX_BODY_BYTES
+                if body.len() > sm_lib::wire::MAX_BODY_BYTES
                     && matches!(
                         e.kind(),
                         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
@@ -447,6 +539,46 @@ impl Server {
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
     }
+}
+
+/// [`until`] for async tests: awaits `f` until it returns `Some`, without blocking the
+/// runtime's thread, failing the test after `limit`.
+pub async fn until_async<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs git in `dir` with an identity of its own (so it works where none is configured).
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=sm", "-c", "user.email=sm@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git must be installed to run these tests");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes `repo` (created if missing) a git repository with one empty commit, so worktrees
+/// can be added to it.
+pub fn git_init(repo: &Path) {
+    std::fs::create_dir_all(repo).unwrap();
+    git(repo, &["init", "-q"]);
+    git(repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
 }
 
 /// Polls `f` until it returns `Some`, failing the test after `limit`.
@@ -494,6 +626,7 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
+/// A command's standard error as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -501,7 +634,7 @@ pub fn stderr(out: &Output) -> String {
 impl Server {
     /// Reads the server's store from its database file (the server may be running:
     /// SQLite's WAL lets another process read alongside).
-    fn read_store<T>(
+    pub fn read_store<T>(
         &self,
         read: impl AsyncFnOnce(&sm_store_sqlite::SqliteStore) -> sm_lib::Result<T>,
     ) -> T {
@@ -578,6 +711,36 @@ impl Server {
     /// The tmux target of a session's pane.
     pub fn pane(&self, id: &str) -> String {
         format!("={}:={id}", self.socket)
+    }
+
+    /// The API token of the session named `name`, read from its agent's environment (what
+    /// the agent itself was given). Tmux backend only.
+    pub fn agent_token(&self, name: &str) -> String {
+        let id = self.session(name)["id"].as_str().unwrap().to_string();
+        self.token_of(&id)
+    }
+
+    /// [`Server::agent_token`] by session id.
+    pub fn token_of(&self, id: &str) -> String {
+        let pid = self.tmux(&["display-message", "-p", "-t", &self.pane(id), "#{pane_pid}"]);
+        let pid = pid.trim();
+        assert!(!pid.is_empty(), "no tmux pane for session {id}");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let prefix = format!("{}=", sm_lib::wire::env::TOKEN);
+        environ
+            .split(|b| *b == 0)
+            .find_map(|entry| {
+                std::str::from_utf8(entry)
+                    .ok()?
+                    .strip_prefix(&prefix)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("session {id}'s agent has no {prefix}"))
+    }
+
+    /// The state dir.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Makes the next run of [`Server::kill_hook_command`] kill the server.

@@ -1,24 +1,8 @@
 //! The default lock policy against real git repositories and worktrees.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::Path;
-use std::process::Command;
-
 use sm_lib::{DefaultLockPolicy, LockPolicy};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=sm", "-c", "user.email=sm@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git must be installed to run these tests");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use sm_tests::{git, git_init};
 
 #[test]
 fn subdirectories_of_a_repository_share_its_workspace() {
@@ -36,9 +20,7 @@ fn subdirectories_of_a_repository_share_its_workspace() {
 fn a_git_worktree_is_its_own_workspace() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    git_init(&repo);
     let wt = tmp.path().join("wt");
     git(&repo, &["worktree", "add", "-q", wt.to_str().unwrap()]);
     std::fs::create_dir_all(wt.join("sub")).unwrap();
