@@ -11,15 +11,22 @@
 //! Events come from **one** control-mode client attached to that session: tmux pushes
 //! `%output` for every pane and `%window-close` when an agent's window goes away, so idle
 //! agents cost nothing — there is no `capture-pane` loop. Output notifications are
-//! coalesced (a burst becomes one event per window every few milliseconds).
+//! coalesced (a burst becomes one event per window every few milliseconds). The same
+//! client carries sm's commands: each is written as one line of tmux's command language
+//! (every argument single-quoted) and answered by one reply block, in order — tens of
+//! microseconds instead of a `tmux` process of a few milliseconds. Screens captured over
+//! it come back through a private file, so agent-controlled text never travels in the
+//! reply stream. The client reattaches by itself when it ends while the session lives.
 //!
 //! Input: single short lines go in with `send-keys -l` (literal, never parsed as key
 //! names); multi-line or long text goes through `load-buffer` + `paste-buffer -p`, which
 //! tmux wraps in bracketed paste when the agent enabled it. Keys (Enter, Escape, …) are
 //! always separate `send-keys`. A pane in copy-mode is taken out of it before any input.
 //!
-//! Every tmux command is an argv (no shell sees user text), run as a child process on the
-//! async runtime. The tmux version is checked at run time; 3.0 or newer is required.
+//! Before the control client is up (creating the session) or for what one line cannot
+//! carry (an argument with a control character), a command runs as a `tmux` child process
+//! with an argv — no shell sees user text either way. The tmux version is checked at run
+//! time; 3.0 or newer is required.
 
 mod control;
 
@@ -89,7 +96,12 @@ struct Inner {
     /// Pane id (`%N`) and window id (`@N`) of each agent, to name events and targets.
     ids: Arc<Mutex<control::IdMap>>,
     control: tokio::sync::Mutex<Option<control::ControlClient>>,
+    /// Commands over the control client while it is connected.
+    commands: Arc<control::Commands>,
+    /// Private files for paste buffers and captured screens.
     paste_dir: tempfile::TempDir,
+    /// Commands that ran as `tmux` processes rather than over the control client.
+    processes: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Inner {
@@ -149,7 +161,9 @@ impl TmuxBackend {
                 events,
                 ids: Arc::new(Mutex::new(control::IdMap::default())),
                 control: tokio::sync::Mutex::new(None),
+                commands: Arc::default(),
                 paste_dir,
+                processes: Default::default(),
             }),
         };
         // Re-attach to a tmux server that outlived an earlier sm, so its agents' events flow.
@@ -169,16 +183,41 @@ impl TmuxBackend {
         &self.inner.socket
     }
 
+    /// How many tmux commands this backend has run as `tmux` child processes; the others
+    /// went over the control client. Once the first agent runs, only what the control
+    /// client cannot carry (see the crate docs) adds to it.
+    pub fn commands_run_as_processes(&self) -> u64 {
+        self.inner
+            .processes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Stops sm's tmux server and every agent in it. For tests and uninstalling; a normal
     /// shutdown leaves agents running.
     pub async fn kill_server(&self) -> Result<()> {
+        // A tmux process, not the control client, which tmux ends mid-command; the client
+        // then sees the session gone and reports every agent exited.
+        let _ = self.tmux_process(&["kill-server"]).await;
         self.inner.control.lock().await.take();
-        let _ = self.tmux(&["kill-server"]).await;
         Ok(())
     }
 
-    /// Runs one tmux command on sm's socket; returns stdout, or the tmux error.
+    /// Runs one tmux command (or a `;`-separated sequence) on sm's socket; returns its
+    /// output, or the tmux error. Over the control client while it is connected, else as
+    /// a `tmux` process.
     async fn tmux(&self, args: &[&str]) -> Result<String> {
+        let commands: Vec<&[&str]> = args.split(|a| *a == ";").collect();
+        match self.inner.commands.send(&commands).await {
+            Some(replies) => joined(replies?),
+            None => self.tmux_process(args).await,
+        }
+    }
+
+    /// [`TmuxBackend::tmux`] as a child process.
+    async fn tmux_process(&self, args: &[&str]) -> Result<String> {
+        self.inner
+            .processes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = tokio::process::Command::new("tmux")
             .arg("-L")
             .arg(&self.inner.socket)
@@ -260,7 +299,10 @@ impl TmuxBackend {
 
     async fn ensure_control(&self) -> Result<()> {
         let mut control = self.inner.control.lock().await;
-        if control.as_mut().is_some_and(|c| c.is_running()) {
+        if control
+            .as_ref()
+            .is_some_and(control::ControlClient::is_running)
+        {
             return Ok(());
         }
         self.detach_stale_control_clients().await;
@@ -270,6 +312,7 @@ impl TmuxBackend {
             &self.inner.session,
             self.inner.ids.clone(),
             self.inner.events.clone(),
+            self.inner.commands.clone(),
         )?);
         Ok(())
     }
@@ -362,27 +405,33 @@ impl TmuxBackend {
 
     /// Runs a command on an agent's pane, turning "pane is gone" into `SessionNotFound`.
     async fn on_pane(&self, id: &SessionId, args: &[&str]) -> Result<String> {
-        match self.tmux(args).await {
-            Err(Error::Backend { message, .. })
-                if message.contains("can't find") || message.contains("no server") =>
-            {
-                Err(Error::SessionNotFound(id.to_string()))
-            }
-            other => other,
-        }
+        self.tmux(args).await.map_err(|e| not_found_if_gone(id, e))
     }
 
-    /// Takes the pane out of copy-mode (or any other mode) so keys reach the program.
-    fn leave_mode_args(pane: &str) -> Vec<String> {
-        vec![
-            "if-shell".into(),
-            "-F".into(),
-            "-t".into(),
-            pane.into(),
-            "#{pane_in_mode}".into(),
-            format!("send-keys -X -t {pane} cancel"),
-            ";".into(),
-        ]
+    /// Runs `args` on an agent's pane after taking the pane out of copy-mode (or any other
+    /// mode), so keys reach the program.
+    async fn on_pane_out_of_mode(
+        &self,
+        id: &SessionId,
+        pane: &str,
+        args: &[&str],
+    ) -> Result<String> {
+        // Over the control client: a plain `cancel`, whose "not in a mode" error when the
+        // pane is in none is expected and ignored (`if-shell` answers in two blocks).
+        let cancel: &[&str] = &["send-keys", "-X", "-t", pane, "cancel"];
+        let mut commands = vec![cancel];
+        commands.extend(args.split(|a| *a == ";"));
+        if let Some(replies) = self.inner.commands.send(&commands).await {
+            let mut replies = replies?;
+            let _not_in_a_mode = replies.remove(0);
+            return joined(replies).map_err(|e| not_found_if_gone(id, e));
+        }
+        let mut argv = vec!["if-shell", "-F", "-t", pane, "#{pane_in_mode}"];
+        let cancel_line = format!("send-keys -X -t {pane} cancel");
+        argv.push(&cancel_line);
+        argv.push(";");
+        argv.extend_from_slice(args);
+        self.on_pane(id, &argv).await
     }
 
     async fn paste(&self, id: &SessionId, pane: &str, text: &str) -> Result<()> {
@@ -390,28 +439,82 @@ impl TmuxBackend {
         let file = self.inner.paste_dir.path().join(&buffer);
         write_private(&file, text.as_bytes())?;
         let file_arg = file.to_string_lossy().into_owned();
-        let mut args = Self::leave_mode_args(pane);
-        args.extend(
-            [
-                "load-buffer",
-                "-b",
-                &buffer,
-                &file_arg,
-                ";",
-                "paste-buffer",
-                "-p",
-                "-d",
-                "-b",
-                &buffer,
-                "-t",
-                pane,
-            ]
-            .map(String::from),
-        );
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let result = self.on_pane(id, &argv).await;
+        let args = [
+            "load-buffer",
+            "-b",
+            &buffer,
+            &file_arg,
+            ";",
+            "paste-buffer",
+            "-p",
+            "-d",
+            "-b",
+            &buffer,
+            "-t",
+            pane,
+        ];
+        let result = self.on_pane_out_of_mode(id, pane, &args).await;
         let _ = std::fs::remove_file(&file);
         result.map(drop)
+    }
+
+    /// The pane's text as `capture-pane` gives it with `flags`. Over the control client the
+    /// capture goes through a private file, never through the client's stream: a screen
+    /// is agent-controlled text, and in the stream a line of it could pass for a reply
+    /// guard.
+    async fn capture(&self, id: &SessionId, pane: &str, flags: &[&str]) -> Result<String> {
+        if self.inner.commands.connected() {
+            let buffer = format!("sm-capture-{}", uuid_like());
+            let file = self.inner.paste_dir.path().join(&buffer);
+            let file_arg = file.to_string_lossy().into_owned();
+            let mut capture = vec!["capture-pane", "-b", &buffer];
+            capture.extend_from_slice(flags);
+            capture.extend(["-t", pane]);
+            let save: &[&str] = &["save-buffer", "-b", &buffer, &file_arg];
+            let delete: &[&str] = &["delete-buffer", "-b", &buffer];
+            if let Some(replies) = self.inner.commands.send(&[&capture, save, delete]).await {
+                let replies = replies?;
+                let read = match (&replies[0], &replies[1]) {
+                    (Err(e), _) | (_, Err(e)) => Err(not_found_if_gone(
+                        id,
+                        TmuxFailure(e.trim().to_string()).into(),
+                    )),
+                    _ => std::fs::read(&file)
+                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                        .map_err(|e| Error::backend("cannot read a captured screen", e)),
+                };
+                let _ = std::fs::remove_file(&file);
+                return read;
+            }
+        }
+        let mut argv = vec!["capture-pane", "-p"];
+        argv.extend_from_slice(flags);
+        argv.extend(["-t", pane]);
+        self.on_pane(id, &argv).await
+    }
+}
+
+/// The output of commands run in sequence, or the first one's error.
+fn joined(replies: Vec<control::Reply>) -> Result<String> {
+    let mut out = String::new();
+    for reply in replies {
+        match reply {
+            Ok(text) => out.push_str(&text),
+            Err(e) => return Err(TmuxFailure(e.trim().to_string()).into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A tmux error that says the pane is gone, as `SessionNotFound`.
+fn not_found_if_gone(id: &SessionId, e: Error) -> Error {
+    match e {
+        Error::Backend { message, .. }
+            if message.contains("can't find") || message.contains("no server") =>
+        {
+            Error::SessionNotFound(id.to_string())
+        }
+        other => other,
     }
 }
 
@@ -581,34 +684,28 @@ impl TerminalBackend for TmuxBackend {
         if needs_paste {
             return self.paste(id, &pane, text).await;
         }
-        let mut args = Self::leave_mode_args(&pane);
-        args.extend(["send-keys", "-t", &pane, "-l", "--", text].map(String::from));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.on_pane(id, &argv).await.map(drop)
+        self.on_pane_out_of_mode(id, &pane, &["send-keys", "-t", &pane, "-l", "--", text])
+            .await
+            .map(drop)
     }
 
     async fn send_key(&self, id: &SessionId, key: Key) -> Result<()> {
         let pane = self.pane(id).await?;
-        let mut args = Self::leave_mode_args(&pane);
-        args.extend(["send-keys", "-t", &pane, key_name(key)].map(String::from));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.on_pane(id, &argv).await.map(drop)
+        self.on_pane_out_of_mode(id, &pane, &["send-keys", "-t", &pane, key_name(key)])
+            .await
+            .map(drop)
     }
 
     async fn capture_screen(&self, id: &SessionId) -> Result<Vec<String>> {
         let pane = self.pane(id).await?;
-        let text = self
-            .on_pane(id, &["capture-pane", "-p", "-t", &pane])
-            .await?;
+        let text = self.capture(id, &pane, &[]).await?;
         Ok(tidy(&text, true))
     }
 
     async fn capture_tail(&self, id: &SessionId, lines: usize) -> Result<Vec<String>> {
         let pane = self.pane(id).await?;
         let start = format!("-{lines}");
-        let text = self
-            .on_pane(id, &["capture-pane", "-p", "-J", "-t", &pane, "-S", &start])
-            .await?;
+        let text = self.capture(id, &pane, &["-J", "-S", &start]).await?;
         let mut rows = tidy(&text, false);
         let skip = rows.len().saturating_sub(lines);
         rows.drain(..skip);

@@ -131,3 +131,125 @@ async fn text_reaches_a_pane_left_in_copy_mode() {
     backend.send_key(&id, Key::Enter).await.unwrap();
     screen_contains(&backend, &id, "typed after copy-mode").await;
 }
+
+#[tokio::test]
+async fn every_command_goes_over_the_control_client_once_it_is_up() {
+    let (backend, _guard) = fresh_tmux().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = SessionId::new_random();
+    backend.create(&cat_spec(&id, dir.path())).await.unwrap();
+    screen_contains(&backend, &id, "READY").await;
+    let before = backend.commands_run_as_processes();
+
+    let other = SessionId::new_random();
+    backend.create(&cat_spec(&other, dir.path())).await.unwrap();
+    backend
+        .send_text(&id, "it's $HOME ~ #{pane_id} ; x")
+        .await
+        .unwrap();
+    backend.send_key(&id, Key::Enter).await.unwrap();
+    let long = "long ".repeat(200);
+    backend.send_text(&id, &long).await.unwrap();
+    backend.send_key(&id, Key::Enter).await.unwrap();
+    screen_contains(&backend, &id, "it's $HOME ~ #{pane_id} ; x").await;
+    backend.capture_tail(&id, 100).await.unwrap();
+    assert!(backend.is_alive(&id).await.unwrap());
+    let mut listed = backend.list().await.unwrap();
+    listed.sort();
+    let mut expected = vec![id.clone(), other.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    backend.kill(&other).await.unwrap();
+    assert_eq!(
+        backend.commands_run_as_processes(),
+        before,
+        "a command ran as a tmux process while the control client was up"
+    );
+}
+
+#[tokio::test]
+async fn agents_were_reported_dead_when_the_control_client_was_detached() {
+    let (backend, _guard) = fresh_tmux().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = SessionId::new_random();
+    backend.create(&cat_spec(&id, dir.path())).await.unwrap();
+    screen_contains(&backend, &id, "READY").await;
+    let mut events = backend.events();
+
+    // Someone detaches every client of sm's session, sm's control client included.
+    let socket = backend.socket().to_string();
+    let detached = std::process::Command::new("tmux")
+        .args(["-L", &socket, "detach-client", "-s"])
+        .arg(format!("={socket}"))
+        .env_remove("TMUX")
+        .status()
+        .unwrap();
+    assert!(detached.success());
+    let control_clients = || {
+        let out = std::process::Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "list-clients",
+                "-F",
+                "#{client_control_mode}",
+            ])
+            .env_remove("TMUX")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).matches('1').count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while control_clients() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the control client never reattached"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The agent is alive, takes input and its output is still reported.
+    backend.send_text(&id, "after the detach").await.unwrap();
+    backend.send_key(&id, Key::Enter).await.unwrap();
+    screen_contains(&backend, &id, "after the detach").await;
+    assert!(backend.is_alive(&id).await.unwrap());
+    let mut saw_output = false;
+    while let Ok(event) = events.try_recv() {
+        match event {
+            sm_lib::BackendEvent::Exited { id: x, .. } if x == id => {
+                panic!("the agent was reported exited although it runs")
+            }
+            sm_lib::BackendEvent::Output(x) if x == id => saw_output = true,
+            _ => {}
+        }
+    }
+    if !saw_output {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(sm_lib::BackendEvent::Output(x))) if x == id => break,
+                Ok(Ok(sm_lib::BackendEvent::Exited { id: x, .. })) if x == id => {
+                    panic!("the agent was reported exited although it runs")
+                }
+                Ok(Ok(_)) => {}
+                other => panic!("no output event after the reattach: {other:?}"),
+            }
+        }
+    }
+    // And its exit still is.
+    backend.kill(&id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(sm_lib::BackendEvent::Exited { id: x, .. })) if x == id => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no exit event after the reattach: {other:?}"),
+        }
+    }
+}
+
+async fn fresh_tmux() -> (TmuxBackend, ServerGuard) {
+    let socket = socket_name();
+    let backend = TmuxBackend::new(socket.clone()).await.unwrap();
+    (backend, ServerGuard(socket))
+}
