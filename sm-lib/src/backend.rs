@@ -208,15 +208,19 @@ pub enum RawActivity {
 }
 
 /// Turns a stream of raw output notices (one per read, possibly thousands a second) into
-/// [`BackendEvent`]s: output within a few milliseconds is merged into one event per
-/// terminal, and an exit always comes after that terminal's last output event. Runs on its
-/// own thread so backends can feed it from blocking reader threads.
+/// [`BackendEvent`]s: a terminal's first output is reported at once, further output within
+/// [`EventCoalescer::WINDOW`] of an event is merged into one event at the window's end, and
+/// an exit always comes after that terminal's last output event. So whoever waits for a
+/// screen to change hears of it without delay, and a burst still costs one event per
+/// terminal per window. Runs on its own thread so backends can feed it from blocking reader
+/// threads.
 pub struct EventCoalescer {
     sender: std::sync::mpsc::Sender<RawActivity>,
 }
 
 impl EventCoalescer {
-    /// How long output notices are gathered before events go out.
+    /// How long after an output event further output of that terminal is gathered into the
+    /// next one.
     pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
     /// Starts the coalescing thread, publishing to `events`. The thread ends when every
@@ -225,7 +229,7 @@ impl EventCoalescer {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sm-terminal-events".into())
-            .spawn(move || coalesce(receiver, events))
+            .spawn(move || coalesce(&receiver, &events))
             .map_err(|e| Error::backend("cannot start the event thread", e))?;
         Ok(EventCoalescer { sender })
     }
@@ -236,33 +240,136 @@ impl EventCoalescer {
     }
 }
 
-fn coalesce(rx: std::sync::mpsc::Receiver<RawActivity>, events: broadcast::Sender<BackendEvent>) {
-    let mut pending: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
-    let flush = |pending: &mut std::collections::HashSet<SessionId>| {
-        for id in pending.drain() {
-            let _ = events.send(BackendEvent::Output(id));
-        }
+/// A terminal whose output was just reported: until when more output is gathered, and
+/// whether any came.
+struct Gathering {
+    until: std::time::Instant,
+    more: bool,
+}
+
+fn coalesce(rx: &std::sync::mpsc::Receiver<RawActivity>, events: &broadcast::Sender<BackendEvent>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::Instant;
+    let mut gathering: std::collections::HashMap<SessionId, Gathering> =
+        std::collections::HashMap::new();
+    let output = |id: &SessionId| {
+        let _ = events.send(BackendEvent::Output(id.clone()));
     };
-    while let Ok(first) = rx.recv() {
-        let until = std::time::Instant::now() + EventCoalescer::WINDOW;
-        let mut next = Some(first);
-        while let Some(activity) = next.take() {
-            match activity {
-                RawActivity::Output(id) => {
-                    pending.insert(id);
+    loop {
+        let next = gathering.values().map(|g| g.until).min();
+        let activity = match next {
+            None => match rx.recv() {
+                Ok(a) => Some(a),
+                Err(_) => return,
+            },
+            Some(until) => match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(a) => Some(a),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    for (id, g) in &gathering {
+                        if g.more {
+                            output(id);
+                        }
+                    }
+                    return;
                 }
-                RawActivity::Exited(id, status) => {
-                    flush(&mut pending);
-                    let _ = events.send(BackendEvent::Exited { id, status });
+            },
+        };
+        let now = Instant::now();
+        match activity {
+            Some(RawActivity::Output(id)) => match gathering.get_mut(&id) {
+                Some(g) => g.more = true,
+                None => {
+                    output(&id);
+                    gathering.insert(
+                        id,
+                        Gathering {
+                            until: now + EventCoalescer::WINDOW,
+                            more: false,
+                        },
+                    );
                 }
+            },
+            Some(RawActivity::Exited(id, status)) => {
+                if gathering.remove(&id).is_some_and(|g| g.more) {
+                    output(&id);
+                }
+                let _ = events.send(BackendEvent::Exited { id, status });
             }
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            None => {}
+        }
+        // Windows that ended: what they gathered goes out, and opens the next window.
+        gathering.retain(|id, g| {
+            if g.until > now {
+                return true;
+            }
+            if g.more {
+                output(id);
+                g.until = now + EventCoalescer::WINDOW;
+                g.more = false;
+                return true;
+            }
+            false
+        });
+    }
+}
+
+#[cfg(test)]
+mod coalescer_tests {
+    use super::*;
+
+    fn started() -> (
+        std::sync::mpsc::Sender<RawActivity>,
+        broadcast::Receiver<BackendEvent>,
+        EventCoalescer,
+    ) {
+        let (events, rx) = broadcast::channel(64);
+        let coalescer = EventCoalescer::start(events).unwrap();
+        (coalescer.sender(), rx, coalescer)
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_reported_at_once_and_then_once_more() {
+        let (tx, mut rx, _c) = started();
+        let id = SessionId::new_random();
+        tx.send(RawActivity::Output(id.clone())).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), BackendEvent::Output(id.clone()));
+        for _ in 0..100 {
+            tx.send(RawActivity::Output(id.clone())).unwrap();
+        }
+        tx.send(RawActivity::Exited(id.clone(), Some(0))).unwrap();
+        let mut rest = Vec::new();
+        loop {
+            let event = rx.recv().await.unwrap();
+            let exited = matches!(event, BackendEvent::Exited { .. });
+            rest.push(event);
+            if exited {
                 break;
             }
-            next = rx.recv_timeout(left).ok();
         }
-        flush(&mut pending);
+        // At most one more output event for the burst, and the exit after it.
+        assert!(rest.len() <= 2, "{rest:?}");
+        assert_eq!(
+            rest.last(),
+            Some(&BackendEvent::Exited {
+                id,
+                status: Some(0)
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn terminals_are_reported_independently() {
+        let (tx, mut rx, _c) = started();
+        let (a, b) = (SessionId::new_random(), SessionId::new_random());
+        tx.send(RawActivity::Output(a.clone())).unwrap();
+        tx.send(RawActivity::Output(b.clone())).unwrap();
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!(
+            (first, second),
+            (BackendEvent::Output(a), BackendEvent::Output(b))
+        );
     }
 }
 

@@ -120,6 +120,14 @@ pub fn check_new_session(new: &NewSession) -> Result<()> {
 ///   change has changed.
 /// - **Durable**: when a mutating method returns `Ok`, the change survives the process being
 ///   killed (implementations without persistence, like [`crate::MemoryStore`], say so).
+///   What a caller is told was accepted — [`MessageStore::enqueue`],
+///   [`MessageStore::create_session`], [`MessageStore::acquire_lock`],
+///   [`MessageStore::add_wait`] — also survives a power loss when it returns. The engine's
+///   own progress ([`MessageStore::claim_next`], [`MessageStore::mark_delivered`],
+///   [`MessageStore::mark_failed`], [`MessageStore::requeue`], [`MessageStore::set_status`],
+///   the event log) may reach that point a little later (the SQLite store: within 50 ms, or
+///   at the next fsynced commit): a power loss also ends every agent, so a delivery step it
+///   takes back concerns an agent that is gone, and nothing accepted is lost.
 /// - **Safe to share**: any number of tasks may call any method concurrently; implementations
 ///   that can be opened by several processes (SQLite) keep these guarantees across processes.
 /// - **Errors**: [`crate::Error::Store`] means the store itself failed (I/O, corruption, busy

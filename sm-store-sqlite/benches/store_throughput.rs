@@ -1,5 +1,6 @@
-//! Durable store throughput: each message goes enqueue → claim → mark-delivered, with
-//! `synchronous = FULL` (every commit fsynced). Run with
+//! Durable store throughput: each message goes enqueue → claim → mark-delivered, the
+//! enqueue fsynced before it returns, claim and mark in the WAL at once and fsynced with the
+//! next enqueue (or the background sync). Run with
 //! `cargo bench -p sm-store-sqlite --bench store_throughput`.
 //!
 //! Senders run concurrently (one target session each, as in a server with many agents), so
@@ -63,7 +64,7 @@ async fn run(concurrency: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    println!("durable enqueue → claim → mark-delivered, {MESSAGES} messages, synchronous=FULL");
+    println!("durable enqueue → claim → mark-delivered, {MESSAGES} messages, one fsync each");
     println!("{:>12} {:>14}", "senders", "messages/s");
     for concurrency in [1, 4, 16, 64] {
         let rate = run(concurrency).await;

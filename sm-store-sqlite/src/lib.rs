@@ -5,8 +5,14 @@
 //! dir). The server uses it by default; embedders can too.
 //!
 //! How it keeps the store contract:
-//! - **Durable**: WAL journal with `synchronous = FULL`, so a write that returned survives
-//!   the process being killed and the machine losing power.
+//! - **Durable**: WAL journal. What a caller is told was accepted (a message enqueued, a
+//!   session registered, a lock taken, a wait added) is committed with `synchronous = FULL`:
+//!   it survives the process being killed and the machine losing power. The engine's own
+//!   progress (claims, deliveries, requeues, statuses, the event log) is committed without
+//!   its own fsync: it survives the process being killed at once (the WAL is written before
+//!   the call returns), and a power loss once the next fsynced commit or the background sync
+//!   ([`SYNC_INTERVAL`] later at most) has passed — a power loss ends every agent too, so a
+//!   delivery step it takes back only concerns an agent that is gone.
 //! - **Fast while durable**: every write goes to one writer thread that commits concurrent
 //!   writes together (group commit): each caller still gets its own savepoint, so one
 //!   refused write never undoes another, and nobody is answered before the commit that holds
@@ -38,12 +44,29 @@ use sm_lib::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
+/// The longest a commit made without its own fsync waits for one.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How far a write must reach before its caller is answered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Durability {
+    /// On disk (fsynced): survives a power loss.
+    PowerLoss,
+    /// In the WAL (written, not yet fsynced): survives the process being killed.
+    ProcessCrash,
+}
 
 type Finish = Box<dyn FnOnce(Option<String>) + Send>;
 /// A write: run with the writer's connection inside the batch transaction, or with the
 /// reason the transaction could not start. Returns whether it succeeded and how to answer
 /// its caller once the batch's fate is known.
-type WriteJob = Box<dyn FnOnce(std::result::Result<&Connection, String>) -> (bool, Finish) + Send>;
+type WriteFn = Box<dyn FnOnce(std::result::Result<&Connection, String>) -> (bool, Finish) + Send>;
+
+/// A write and how durable its commit must be.
+struct WriteJob {
+    run: WriteFn,
+    durability: Durability,
+}
 
 /// A [`MessageStore`] in a SQLite database file.
 #[derive(Clone)]
@@ -142,9 +165,10 @@ impl SqliteStore {
         schema::migrate(&mut writer)?;
         let reader = connect(path)?;
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let wal = wal_path(path);
         std::thread::Builder::new()
             .name("sm-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, &rx, &wal))
             .map_err(|e| Error::store("cannot start the writer thread", e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -160,13 +184,31 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Runs `f` in the writer's transaction; answers after the commit that holds it.
+    /// Runs `f` in the writer's transaction; answers after the commit that holds it is on
+    /// disk.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.write_as(Durability::PowerLoss, f).await
+    }
+
+    /// [`SqliteStore::write`] for the engine's own progress: answers once the commit is in
+    /// the WAL, which the next fsync makes durable (see the crate docs).
+    async fn write_progress<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write_as(Durability::ProcessCrash, f).await
+    }
+
+    async fn write_as<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: WriteJob = Box::new(move |conn| {
+        let run: WriteFn = Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => f(conn),
                 Err(message) => Err(Error::Store {
@@ -187,6 +229,7 @@ impl SqliteStore {
             });
             (ok, finish)
         });
+        let job = WriteJob { run, durability };
         let sender = self
             .inner
             .writer
@@ -215,9 +258,41 @@ impl SqliteStore {
     }
 }
 
-/// Commits batches of writes: each job in its own savepoint, the batch in one transaction.
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
-    while let Ok(first) = jobs.recv() {
+/// The WAL file SQLite keeps beside the database.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_os_string();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Commits batches of writes: each job in its own savepoint, the batch in one transaction,
+/// fsynced when any job in it must survive a power loss. Commits made without an fsync get
+/// one within [`SYNC_INTERVAL`].
+fn writer_loop(conn: Connection, jobs: &mpsc::Receiver<WriteJob>, wal: &Path) {
+    let mut synchronous = Durability::PowerLoss;
+    let mut unsynced_since: Option<std::time::Instant> = None;
+    loop {
+        let first = match unsynced_since {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(since) => {
+                let left = SYNC_INTERVAL.saturating_sub(since.elapsed());
+                match jobs.recv_timeout(left) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        sync_wal(wal);
+                        unsynced_since = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        sync_wal(wal);
+                        return;
+                    }
+                }
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -225,11 +300,26 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
+        let needs = if batch.iter().any(|j| j.durability == Durability::PowerLoss) {
+            Durability::PowerLoss
+        } else {
+            Durability::ProcessCrash
+        };
+        if needs != synchronous {
+            let level = match needs {
+                Durability::PowerLoss => "FULL",
+                Durability::ProcessCrash => "NORMAL",
+            };
+            match conn.pragma_update(None, "synchronous", level) {
+                Ok(()) => synchronous = needs,
+                Err(e) => tracing::warn!(error = %e, "SQLite: cannot change synchronous"),
+            }
+        }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "SQLite: cannot begin a write transaction");
             let message = format!("{}cannot begin a write transaction: {e}", hint(&e));
             for job in batch {
-                let (_, finish) = job(Err(message.clone()));
+                let (_, finish) = (job.run)(Err(message.clone()));
                 finish(None);
             }
             continue;
@@ -243,17 +333,40 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
             let _ = conn.execute_batch("ROLLBACK");
             format!("{}{e}", hint(&e))
         });
+        if commit_error.is_none() {
+            // An fsynced commit makes everything before it in the WAL durable as well.
+            unsynced_since = match synchronous {
+                Durability::PowerLoss => None,
+                Durability::ProcessCrash => {
+                    unsynced_since.or_else(|| Some(std::time::Instant::now()))
+                }
+            };
+        }
         for finish in finishes {
             finish(commit_error.clone());
         }
     }
 }
 
+/// Makes commits made without an fsync durable: fsyncs the WAL file they are in.
+fn sync_wal(wal: &Path) {
+    match std::fs::File::open(wal) {
+        Ok(file) => {
+            if let Err(e) = file.sync_data() {
+                tracing::error!(error = %e, "SQLite: cannot sync the WAL");
+            }
+        }
+        // Checkpointed and removed: nothing left to sync.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(error = %e, "SQLite: cannot open the WAL to sync it"),
+    }
+}
+
 fn run_job(conn: &Connection, job: WriteJob) -> (bool, Finish) {
     if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-        return job(Err(format!("cannot open a savepoint: {e}")));
+        return (job.run)(Err(format!("cannot open a savepoint: {e}")));
     }
-    let (ok, finish) = job(Ok(conn));
+    let (ok, finish) = (job.run)(Ok(conn));
     if !ok {
         // Undo whatever the refused write did, leaving the rest of the batch intact.
         let _ = conn.execute_batch("ROLLBACK TO job");
@@ -689,7 +802,7 @@ impl MessageStore for SqliteStore {
 
     async fn set_status(&self, id: &SessionId, status: SessionStatus) -> Result<Session> {
         let id = id.clone();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let current = require_session(conn, &id)?;
             if current.status == status {
                 return Ok(current);
@@ -798,7 +911,7 @@ impl MessageStore for SqliteStore {
         }
         let next = next_in_queue(modes);
         let target = target.clone();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             conn.query_row(
                 &format!(
                     "UPDATE messages SET state = 'delivering', attempts = attempts + 1, \
@@ -814,7 +927,7 @@ impl MessageStore for SqliteStore {
     }
 
     async fn mark_delivered(&self, id: MessageId) -> Result<Message> {
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let m = get_message_tx(conn, id)?;
             match m.state {
                 MessageState::Delivered => Ok(m),
@@ -829,7 +942,7 @@ impl MessageStore for SqliteStore {
 
     async fn mark_failed(&self, id: MessageId, reason: &str) -> Result<Message> {
         let reason = reason.to_string();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let m = get_message_tx(conn, id)?;
             match m.state {
                 MessageState::Failed => Ok(m),
@@ -844,7 +957,7 @@ impl MessageStore for SqliteStore {
 
     async fn requeue(&self, id: MessageId, reason: &str) -> Result<Message> {
         let reason = reason.to_string();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             let m = get_message_tx(conn, id)?;
             if m.state != MessageState::Delivering {
                 return Err(invalid(&m, MessageState::Queued));
@@ -1087,7 +1200,7 @@ impl MessageStore for SqliteStore {
 
     async fn append_event(&self, session: Option<&SessionId>, kind: EventKind) -> Result<Event> {
         let session = session.cloned();
-        self.write(move |conn| append_event_tx(conn, session.as_ref(), kind))
+        self.write_progress(move |conn| append_event_tx(conn, session.as_ref(), kind))
             .await
     }
 
@@ -1097,7 +1210,7 @@ impl MessageStore for SqliteStore {
         kinds: Vec<EventKind>,
     ) -> Result<Vec<Event>> {
         let session = session.cloned();
-        self.write(move |conn| {
+        self.write_progress(move |conn| {
             kinds
                 .into_iter()
                 .map(|k| append_event_tx(conn, session.as_ref(), k))

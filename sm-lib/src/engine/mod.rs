@@ -253,6 +253,15 @@ struct ActorHandle {
     status: watch::Receiver<SessionStatus>,
     /// The session's agent profile, which reads its hooks.
     profile: Arc<dyn AgentProfile>,
+    /// Counts the terminal's output events, for the actor to wait on while it verifies.
+    output: Arc<watch::Sender<u64>>,
+}
+
+impl ActorHandle {
+    /// The terminal printed something (or events were missed and it may have).
+    fn output_seen(&self) {
+        self.output.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl ActorHandle {
@@ -400,13 +409,15 @@ impl Engine {
     ) -> ActorHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let (status_tx, status_rx) = watch::channel(session.status);
+        let (output_tx, output_rx) = watch::channel(0);
         let handle = ActorHandle {
             commands: tx,
             status: status_rx,
             profile: profile.clone(),
+            output: Arc::new(output_tx),
         };
         lock_map(&self.inner.actors).insert(session.id.clone(), handle.clone());
-        let actor = Actor::new(self.clone(), session, profile, status_tx);
+        let actor = Actor::new(self.clone(), session, profile, status_tx, output_rx);
         tokio::spawn(actor.run(rx, first));
         handle
     }
@@ -427,6 +438,7 @@ impl Engine {
                 match event {
                     Ok(BackendEvent::Output(id)) => {
                         if let Some(h) = actors.get(&id) {
+                            h.output_seen();
                             let _ = h.commands.send(Command::Activity);
                         }
                     }
@@ -442,6 +454,7 @@ impl Engine {
                     // Missed events: every actor looks at its screen and liveness again.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         for h in actors.values() {
+                            h.output_seen();
                             let _ = h.commands.send(Command::CheckAlive);
                         }
                     }

@@ -64,6 +64,8 @@ pub(crate) struct Actor {
     session: Session,
     profile: Arc<dyn AgentProfile>,
     status_tx: watch::Sender<SessionStatus>,
+    /// Bumped on each output event of the terminal: verification waits on it.
+    output: watch::Receiver<u64>,
     /// The turn state: status, turns, idle time. Changed only through its inputs.
     turns: Turns,
     /// Waits on this session, each with its deadline on the runtime's clock (the stored
@@ -100,6 +102,7 @@ impl Actor {
         session: Session,
         profile: Arc<dyn AgentProfile>,
         status_tx: watch::Sender<SessionStatus>,
+        output: watch::Receiver<u64>,
     ) -> Self {
         let rules = Rules {
             verifiable: profile.verifiable(),
@@ -113,6 +116,7 @@ impl Actor {
             session,
             profile,
             status_tx,
+            output,
             waits: Vec::new(),
             queue_dirty: true,
             retry_at: None,

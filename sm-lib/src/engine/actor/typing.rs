@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Actor;
@@ -11,8 +12,9 @@ use crate::engine::profile::AgentProfile;
 use crate::engine::screen::ScreenState;
 use crate::error::Result;
 
-/// How often the screen is read while verifying a step.
-const VERIFY_POLL: Duration = Duration::from_millis(15);
+/// While verifying a step the screen is read again on each output of the terminal, and
+/// after this long without output (a missed event must not stall a delivery).
+const QUIET_RECHECK: Duration = Duration::from_millis(50);
 
 /// Text as compared with what a screen shows: without whitespace (wrapping, tabs shown as
 /// spaces) and without invisible format characters, which terminals drop or merge into
@@ -48,12 +50,31 @@ pub(super) fn submitted(profile: &dyn AgentProfile, state: &ScreenState, text: &
     }
 }
 
+/// Waits for the terminal's next output after `mark`, or [`QUIET_RECHECK`], or `deadline`,
+/// whichever comes first.
+async fn next_output(mark: &mut watch::Receiver<u64>, deadline: Instant) {
+    let wake = (Instant::now() + QUIET_RECHECK).min(deadline);
+    if let Ok(Err(_)) = tokio::time::timeout_at(wake, mark.changed()).await {
+        // The session's handle is gone (it is ending): no more events will come.
+        tokio::time::sleep_until(wake).await;
+    }
+}
+
 impl Actor {
     pub(super) async fn screen(&self) -> Result<ScreenState> {
         let rows = self.inner().backend.capture_screen(&self.id).await?;
         Ok(self.profile.read_screen(&rows))
     }
 
+    /// A mark in the terminal's output: [`next_output`] returns once output came after it.
+    fn output_mark(&self) -> watch::Receiver<u64> {
+        let mut mark = self.output.clone();
+        mark.borrow_and_update();
+        mark
+    }
+
+    /// Waits until the screen satisfies `pred`, reading it at once and then whenever the
+    /// terminal prints, for up to `timeout`.
     pub(super) async fn wait_for_screen(
         &self,
         timeout: Duration,
@@ -61,6 +82,8 @@ impl Actor {
     ) -> Option<ScreenState> {
         let deadline = Instant::now() + timeout;
         loop {
+            // Marked before the capture: output after it wakes the wait below.
+            let mut mark = self.output_mark();
             if let Ok(state) = self.screen().await {
                 if pred(&state) {
                     return Some(state);
@@ -69,7 +92,7 @@ impl Actor {
             if Instant::now() >= deadline {
                 return None;
             }
-            tokio::time::sleep(VERIFY_POLL).await;
+            next_output(&mut mark, deadline).await;
         }
     }
 
@@ -87,8 +110,9 @@ impl Actor {
                     return Ok(true);
                 }
                 ScreenState::Ready { .. } | ScreenState::Working { input: Some(_) } => {
+                    let mut mark = self.output_mark();
                     self.key(Key::CtrlU).await?;
-                    tokio::time::sleep(VERIFY_POLL).await;
+                    next_output(&mut mark, Instant::now() + QUIET_RECHECK).await;
                 }
                 _ => return Ok(false),
             }
