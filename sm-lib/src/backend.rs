@@ -314,65 +314,6 @@ fn coalesce(rx: &std::sync::mpsc::Receiver<RawActivity>, events: &broadcast::Sen
     }
 }
 
-#[cfg(test)]
-mod coalescer_tests {
-    use super::*;
-
-    fn started() -> (
-        std::sync::mpsc::Sender<RawActivity>,
-        broadcast::Receiver<BackendEvent>,
-        EventCoalescer,
-    ) {
-        let (events, rx) = broadcast::channel(64);
-        let coalescer = EventCoalescer::start(events).unwrap();
-        (coalescer.sender(), rx, coalescer)
-    }
-
-    #[tokio::test]
-    async fn a_burst_is_reported_at_once_and_then_once_more() {
-        let (tx, mut rx, _c) = started();
-        let id = SessionId::new_random();
-        tx.send(RawActivity::Output(id.clone())).unwrap();
-        assert_eq!(rx.recv().await.unwrap(), BackendEvent::Output(id.clone()));
-        for _ in 0..100 {
-            tx.send(RawActivity::Output(id.clone())).unwrap();
-        }
-        tx.send(RawActivity::Exited(id.clone(), Some(0))).unwrap();
-        let mut rest = Vec::new();
-        loop {
-            let event = rx.recv().await.unwrap();
-            let exited = matches!(event, BackendEvent::Exited { .. });
-            rest.push(event);
-            if exited {
-                break;
-            }
-        }
-        // At most one more output event for the burst, and the exit after it.
-        assert!(rest.len() <= 2, "{rest:?}");
-        assert_eq!(
-            rest.last(),
-            Some(&BackendEvent::Exited {
-                id,
-                status: Some(0)
-            })
-        );
-    }
-
-    #[tokio::test]
-    async fn terminals_are_reported_independently() {
-        let (tx, mut rx, _c) = started();
-        let (a, b) = (SessionId::new_random(), SessionId::new_random());
-        tx.send(RawActivity::Output(a.clone())).unwrap();
-        tx.send(RawActivity::Output(b.clone())).unwrap();
-        let first = rx.recv().await.unwrap();
-        let second = rx.recv().await.unwrap();
-        assert_eq!(
-            (first, second),
-            (BackendEvent::Output(a), BackendEvent::Output(b))
-        );
-    }
-}
-
 /// Finds `program` the way `execvp` would, using `path_var` as `PATH`.
 pub fn resolve_program(program: &str, path_var: Option<&str>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -452,4 +393,63 @@ fn is_executable(p: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod coalescer_tests {
+    use super::*;
+
+    fn started() -> (
+        std::sync::mpsc::Sender<RawActivity>,
+        broadcast::Receiver<BackendEvent>,
+        EventCoalescer,
+    ) {
+        let (events, rx) = broadcast::channel(64);
+        let coalescer = EventCoalescer::start(events).unwrap();
+        (coalescer.sender(), rx, coalescer)
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_reported_at_once_and_then_once_more() {
+        let (tx, mut rx, _c) = started();
+        let id = SessionId::new_random();
+        tx.send(RawActivity::Output(id.clone())).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), BackendEvent::Output(id.clone()));
+        for _ in 0..100 {
+            tx.send(RawActivity::Output(id.clone())).unwrap();
+        }
+        tx.send(RawActivity::Exited(id.clone(), Some(0))).unwrap();
+        let mut rest = Vec::new();
+        loop {
+            let event = rx.recv().await.unwrap();
+            let exited = matches!(event, BackendEvent::Exited { .. });
+            rest.push(event);
+            if exited {
+                break;
+            }
+        }
+        // At most one more output event for the burst, and the exit after it.
+        assert!(rest.len() <= 2, "{rest:?}");
+        assert_eq!(
+            rest.last(),
+            Some(&BackendEvent::Exited {
+                id,
+                status: Some(0)
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn terminals_are_reported_independently() {
+        let (tx, mut rx, _c) = started();
+        let (a, b) = (SessionId::new_random(), SessionId::new_random());
+        tx.send(RawActivity::Output(a.clone())).unwrap();
+        tx.send(RawActivity::Output(b.clone())).unwrap();
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!(
+            (first, second),
+            (BackendEvent::Output(a), BackendEvent::Output(b))
+        );
+    }
 }
