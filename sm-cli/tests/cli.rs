@@ -892,3 +892,47 @@ fn a_newer_client_whose_requests_carry_fields_this_server_does_not_know_still_wo
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["code"], "invalid_body");
 }
+
+#[test]
+fn status_is_one_request_that_says_who_asks_every_session_and_every_lock() {
+    let s = Server::start();
+    s.ok(&["spawn", "--agent", "fake", "--name", "holder", "hi"]);
+    s.wait_prompts("holder", 1);
+    let holder = s.session("holder");
+    let token = s.agent_token("holder");
+    let (code, lock) = s.http(
+        "POST",
+        "/locks",
+        Some(&token),
+        Some("application/json"),
+        br#"{"reason":"writing the parser"}"#,
+    );
+    assert_eq!(code, 200, "{lock}");
+
+    let (code, as_admin) = s.http("GET", "/status", Some(&s.token()), None, b"");
+    assert_eq!(code, 200, "{as_admin}");
+    assert_eq!(as_admin["me"]["admin"], true);
+    assert!(
+        as_admin["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == holder["id"])
+    );
+    assert_eq!(as_admin["locks"][0]["holder"], holder["id"]);
+
+    let (code, as_agent) = s.http("GET", "/status", Some(&token), None, b"");
+    assert_eq!(code, 200, "{as_agent}");
+    assert_eq!(as_agent["me"]["id"], holder["id"]);
+    assert_eq!(as_agent["me"]["name"], "holder");
+
+    // The CLI shows the same, from that one answer.
+    let json = s.json(&["status"]);
+    assert_eq!(json["me"]["admin"], true);
+    assert_eq!(json["locks"][0]["reason"], "writing the parser");
+    let text = s.ok(&["status"]);
+    assert!(
+        text.contains("me: admin") && text.contains("writing the parser"),
+        "{text}"
+    );
+}

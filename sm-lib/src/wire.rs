@@ -214,6 +214,43 @@ pub struct SessionView {
     pub attach: Option<Vec<String>>,
 }
 
+/// Who the caller of `GET /me` (and `GET /status`) is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum Me {
+    /// An agent: its own session.
+    Session(Box<SessionView>),
+    /// A person or program with the admin token: `{"admin": true}`.
+    Admin {
+        /// Always true.
+        admin: bool,
+    },
+}
+
+impl Me {
+    /// The caller's session, unless it is the admin.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Me::Session(view) => Some(&view.session),
+            Me::Admin { .. } => None,
+        }
+    }
+}
+
+/// `GET /status`: the caller, every session and every lock, in one answer (what `sm status`
+/// shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Status {
+    /// Who is asking.
+    pub me: Me,
+    /// Every session, as `GET /sessions` lists them.
+    pub sessions: Vec<SessionView>,
+    /// Every workspace lock, as `GET /locks` lists them.
+    pub locks: Vec<crate::types::Lock>,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -44,7 +44,7 @@ pub struct AppState {
 #[openapi(
     info(title = "sm", description = "Session manager for swarms of AI coding agents"),
     paths(
-        health, me, list_sessions, spawn, get_session, kill, input, watch, clear, answer, rename,
+        health, me, status, list_sessions, spawn, get_session, kill, input, watch, clear, answer, rename,
         children, output, set_task, subagents, what, hook, list_locks, lock, unlock, auto_lock, events, event_stream
     ),
     modifiers(&BearerToken)
@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/me", get(me))
+        .route("/status", get(status))
         .route("/sessions", get(list_sessions).post(spawn))
         .route("/sessions/{id}", get(get_session).delete(kill))
         .route("/sessions/{id}/input", post(input))
@@ -439,14 +440,34 @@ fn view(state: &AppState, session: Session) -> SessionView {
 }
 
 #[utoipa::path(get, path = "/me", tag = "sessions", security(("token" = [])), responses((status = 200, body = SessionView, description = "The calling agent's session, or {\"admin\": true}"), (status = 401, body = ErrorBody)))]
-async fn me(State(state): State<AppState>, Authed(caller): Authed) -> Result<Response, ApiError> {
-    match caller {
-        Caller::Admin => Ok(Json(json!({ "admin": true })).into_response()),
+async fn me(State(state): State<AppState>, Authed(caller): Authed) -> ApiResult<sm_lib::wire::Me> {
+    Ok(Json(whoami(&state, caller).await?))
+}
+
+/// Who the caller is, as `/me` and `/status` say it.
+async fn whoami(state: &AppState, caller: Caller) -> Result<sm_lib::wire::Me, ApiError> {
+    Ok(match caller {
+        Caller::Admin => sm_lib::wire::Me::Admin { admin: true },
         Caller::Session(id) => {
             let s = state.engine.resolve(id.as_str()).await?;
-            Ok(Json(view(&state, s)).into_response())
+            sm_lib::wire::Me::Session(Box::new(view(state, s)))
         }
-    }
+    })
+}
+
+#[utoipa::path(get, path = "/status", tag = "sessions", security(("token" = [])), responses((status = 200, body = sm_lib::wire::Status, description = "The caller, every session and every lock: `sm status` in one request"), (status = 401, body = ErrorBody)))]
+async fn status(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<sm_lib::wire::Status> {
+    let me = whoami(&state, caller).await?;
+    let sessions = state.engine.sessions().await?;
+    let locks = state.engine.store().list_locks().await?;
+    Ok(Json(sm_lib::wire::Status {
+        me,
+        sessions: sessions.into_iter().map(|s| view(&state, s)).collect(),
+        locks,
+    }))
 }
 
 #[utoipa::path(get, path = "/sessions", tag = "sessions", security(("token" = [])), responses((status = 200, body = Vec<SessionView>), (status = 401, body = ErrorBody)))]

@@ -1,36 +1,18 @@
 //! Commands that look at or act on sessions: `me`, `status`, `all`, `others`, `alone`,
 //! `children`, `clear`, `kill`, `name`, `output`.
 
-use serde_json::{Value, json};
-use sm_lib::wire::{AnswerBody, Answered, Cleared, NameBody, Output, SessionView, TaskBody};
-use sm_lib::{EventKind, Lock, Session};
+use serde_json::json;
+use sm_lib::EventKind;
+use sm_lib::wire::{
+    AnswerBody, Answered, Cleared, Me, NameBody, Output, SessionView, Status, TaskBody,
+};
 
 use crate::client::{CliError, Client, enc, my_session, typed};
 use crate::output;
 
 /// Who `/me` says the caller is.
-enum Me {
-    /// A person or program outside any session.
-    Admin,
-    /// An agent's own session.
-    Session(Box<SessionView>),
-}
-
-impl Me {
-    fn get(client: &Client) -> Result<(Me, Value), CliError> {
-        let answer = client.get("/me")?;
-        if answer["admin"] == true {
-            return Ok((Me::Admin, answer));
-        }
-        Ok((Me::Session(Box::new(typed(answer.clone())?)), answer))
-    }
-
-    fn session(&self) -> Option<&Session> {
-        match self {
-            Me::Admin => None,
-            Me::Session(view) => Some(&view.session),
-        }
-    }
+fn whoami(client: &Client) -> Result<Me, CliError> {
+    client.get_as("/me")
 }
 
 fn me_required() -> Result<String, CliError> {
@@ -53,9 +35,9 @@ fn live(s: &SessionView) -> bool {
 
 /// `sm me`: this session.
 pub fn me(client: &Client, json_out: bool) -> Result<(), CliError> {
-    let (me, answer) = Me::get(client)?;
+    let me = whoami(client)?;
     if json_out {
-        output::json(&answer);
+        output::json(&me);
         return Ok(());
     }
     match me.session() {
@@ -101,7 +83,7 @@ pub fn others(client: &Client, json_out: bool) -> Result<(), CliError> {
 /// `sm alone`: whether any other live session works in my working directory (the caller
 /// exits 0 when alone, 1 when not).
 pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
-    let (me, _) = Me::get(client)?;
+    let me = whoami(client)?;
     // Outside a session "my directory" is where the command runs (as the server would
     // record it: absolute, symlinks resolved).
     let dir = match me.session() {
@@ -133,24 +115,30 @@ pub fn alone(client: &Client, json_out: bool) -> Result<bool, CliError> {
     Ok(alone)
 }
 
-/// `sm status`: me, the others, and the locks.
+/// `sm status`: me, the others, and the locks — one request (three to a server older
+/// than `GET /status`).
 pub fn status(client: &Client, json_out: bool) -> Result<(), CliError> {
-    let (me, me_answer) = Me::get(client)?;
-    let sessions = list(client)?;
-    let locks: Vec<Lock> = client.get_as("/locks")?;
+    let status: Status = match client.get_as("/status") {
+        Err(CliError::Api { code, .. }) if code == "not_found" => Status {
+            me: whoami(client)?,
+            sessions: list(client)?,
+            locks: client.get_as("/locks")?,
+        },
+        other => other?,
+    };
     if json_out {
-        output::json(&json!({ "me": me_answer, "sessions": sessions, "locks": locks }));
+        output::json(&status);
         return Ok(());
     }
-    match me.session() {
+    match status.me.session() {
         None => println!("me: admin"),
         Some(s) => println!("me: {} {}", output::label(s), s.status),
     }
-    let live_sessions: Vec<SessionView> = sessions.into_iter().filter(live).collect();
+    let live_sessions: Vec<SessionView> = status.sessions.into_iter().filter(live).collect();
     println!("sessions ({} live):", live_sessions.len());
     output::sessions(&live_sessions);
     println!("locks:");
-    output::locks(&locks);
+    output::locks(&status.locks);
     Ok(())
 }
 
