@@ -86,6 +86,11 @@ fn agent_with(timeout: Duration) -> ureq::Agent {
         .timeout_global(Some(timeout))
         .timeout_connect(Some(Duration::from_millis(500)))
         .http_status_as_error(false)
+        // ureq's 128 KiB buffers are zeroed at every connection, a visible share of a
+        // command that runs for a few milliseconds; sm's headers are small and bodies
+        // stream through.
+        .input_buffer_size(32 * 1024)
+        .output_buffer_size(32 * 1024)
         .build();
     ureq::Agent::with_parts(
         config,
