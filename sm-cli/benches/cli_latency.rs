@@ -77,7 +77,7 @@ fn main() {
         r#"{{"session_id":"{session}","hook_event_name":"Stop","last_assistant_message":"done","stop_hook_active":false}}"#
     );
 
-    println!("sm command wall time, whole process, release build, SQLite store (synchronous=FULL)");
+    println!("sm command wall time, whole process, release build, SQLite store");
     measure("sm hook stop", || {
         let mut child = Command::new(sm)
             .args(["hook", "stop"])

@@ -3,7 +3,6 @@
 //! [`clean_block`] first, so it cannot reach the operator's terminal as escape sequences;
 //! `--json` output stays exact (JSON-escaped).
 
-use serde_json::Value;
 use sm_lib::wire::SessionView;
 use sm_lib::{Lock, Session};
 
@@ -16,11 +15,6 @@ pub fn clean(text: &str) -> String {
 /// Several lines of agent-controlled text, safe to print (newlines kept).
 pub fn clean_block(text: &str) -> String {
     sm_lib::engine::sanitize::strip_controls(text)
-}
-
-/// `value` as text (empty when it is not a string), cleaned for one line.
-pub fn field(value: &Value) -> String {
-    clean(value.as_str().unwrap_or(""))
 }
 
 /// Prints `value` as pretty JSON.

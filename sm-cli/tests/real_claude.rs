@@ -471,6 +471,11 @@ fn arm_kill_in_prompt_hook(t: &Tier) {
 /// How many times the agent's transcript records `text` as a user prompt: what the model
 /// was given.
 fn prompts_in_transcripts(t: &Tier, text: &str) -> usize {
+    transcript_entries(t, "user", text)
+}
+
+/// How many entries of `kind` (`user`, `assistant`) in the agent's transcripts hold `text`.
+fn transcript_entries(t: &Tier, kind: &str, text: &str) -> usize {
     let mut n = 0;
     let projects = t.path().join("home/.claude/projects");
     for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
@@ -483,9 +488,7 @@ fn prompts_in_transcripts(t: &Tier, text: &str) -> usize {
             n += body
                 .lines()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| {
-                    v["type"] == "user" && v["message"]["content"].to_string().contains(text)
-                })
+                .filter(|v| v["type"] == kind && v["message"]["content"].to_string().contains(text))
                 .count();
         }
     }
@@ -528,6 +531,11 @@ fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_ho
                 )
         })
     });
+    // Claude Code writes its transcript a moment after the screen shows the reply: count
+    // once the reply, written after the prompt, is there.
+    t.until("the reply in the transcript", || {
+        transcript_entries(&t, "assistant", "once done") > 0
+    });
     let log = events(&t);
     assert_eq!(
         prompts_in_transcripts(&t, "exactly once please"),
@@ -537,5 +545,8 @@ fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_ho
     // And delivery goes on.
     t.ok(&["send", "c1", "after [[reply after done]]"]);
     t.idle_with("c1", "● after done");
+    t.until("the second reply in the transcript", || {
+        transcript_entries(&t, "assistant", "after done") > 0
+    });
     assert_eq!(prompts_in_transcripts(&t, "exactly once please"), 1);
 }

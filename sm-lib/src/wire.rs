@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{Event, Session, SessionId, WaitOutcome};
 
+/// `GET /sessions/{id}/subagents`: one of an agent's own subagents.
+pub use crate::engine::Subagent;
+/// `GET /sessions/{id}/what`: the summary and where it came from.
+pub use crate::engine::what::Summary;
+
 /// The largest request body a server accepts; a larger one is refused with 413.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 

@@ -4,7 +4,8 @@
 use serde_json::json;
 use sm_lib::EventKind;
 use sm_lib::wire::{
-    AnswerBody, Answered, Cleared, Me, NameBody, Output, SessionView, Status, TaskBody,
+    AnswerBody, Answered, Cleared, Me, NameBody, Output, SessionView, Status, Subagent, Summary,
+    TaskBody,
 };
 
 use crate::client::{CliError, Client, enc, my_session, typed};
@@ -314,25 +315,20 @@ pub fn task(
 /// `sm subagents [session]`.
 pub fn subagents(client: &Client, target: Option<String>, json_out: bool) -> Result<(), CliError> {
     let target = target.map_or_else(me_required, Ok)?;
-    let list = client.get(&format!("/sessions/{}/subagents", enc(&target)))?;
+    let list: Vec<Subagent> = client.get_as(&format!("/sessions/{}/subagents", enc(&target)))?;
     if json_out {
         output::json(&list);
         return Ok(());
     }
-    let items = list.as_array().cloned().unwrap_or_default();
-    if items.is_empty() {
+    if list.is_empty() {
         println!("(no subagents)");
     }
-    for a in items {
+    for a in list {
         println!(
             "{:<24} {:<20} {}",
-            output::field(&a["agent_id"]),
-            output::clean(a["agent_type"].as_str().unwrap_or("-")),
-            if a["running"] == true {
-                "running"
-            } else {
-                "done"
-            }
+            output::clean(&a.agent_id),
+            output::clean(a.agent_type.as_deref().unwrap_or("-")),
+            if a.running { "running" } else { "done" }
         );
     }
     Ok(())
@@ -340,21 +336,19 @@ pub fn subagents(client: &Client, target: Option<String>, json_out: bool) -> Res
 
 /// `sm what <session> [--deep]`.
 pub fn what(client: &Client, target: &str, deep: bool, json_out: bool) -> Result<(), CliError> {
-    let answer = client.get(&format!("/sessions/{}/what?deep={deep}", enc(target)))?;
+    let answer: Summary = client.get_as(&format!("/sessions/{}/what?deep={deep}", enc(target)))?;
     if json_out {
         output::json(&answer);
         return Ok(());
     }
-    println!(
-        "{}",
-        output::clean_block(answer["summary"].as_str().unwrap_or(""))
-    );
-    if answer["source"] == "fallback" {
+    println!("{}", output::clean_block(&answer.summary));
+    if answer.source == "fallback" {
         println!(
             "(fallback summary: {})",
             output::clean(
-                answer["fallback_reason"]
-                    .as_str()
+                answer
+                    .fallback_reason
+                    .as_deref()
                     .unwrap_or("no summariser answered")
             )
         );

@@ -78,9 +78,24 @@ impl Actor {
     pub(super) async fn wait_for_screen(
         &self,
         timeout: Duration,
+        pred: impl FnMut(&ScreenState) -> bool,
+    ) -> Option<ScreenState> {
+        self.wait_for_screen_after(None, timeout, pred).await
+    }
+
+    /// [`Actor::wait_for_screen`] after a key sent since `sent`: the screen is read first
+    /// when the terminal has printed since then (a screen read before the agent's echo
+    /// would only be read again).
+    async fn wait_for_screen_after(
+        &self,
+        sent: Option<watch::Receiver<u64>>,
+        timeout: Duration,
         mut pred: impl FnMut(&ScreenState) -> bool,
     ) -> Option<ScreenState> {
         let deadline = Instant::now() + timeout;
+        if let Some(mut sent) = sent {
+            next_output(&mut sent, deadline).await;
+        }
         loop {
             // Marked before the capture: output after it wakes the wait below.
             let mut mark = self.output_mark();
@@ -126,9 +141,13 @@ impl Actor {
         text: &str,
         shows: impl FnMut(&ScreenState) -> bool,
     ) -> Result<bool> {
+        let sent = self.output_mark();
         self.inner().backend.send_text(&self.id, text).await?;
         let timeout = self.inner().config.verify_timeout;
-        Ok(self.wait_for_screen(timeout, shows).await.is_some())
+        Ok(self
+            .wait_for_screen_after(Some(sent), timeout, shows)
+            .await
+            .is_some())
     }
 
     /// Presses Enter until the screen shows `text` was taken, at most `presses` times: an
@@ -143,6 +162,7 @@ impl Actor {
         let timeout = self.inner().config.verify_timeout;
         let profile = self.profile.clone();
         for press in 0..presses {
+            let sent = self.output_mark();
             self.key(Key::Enter).await?;
             let patience = if press + 1 < presses {
                 timeout.min(first_patience)
@@ -150,7 +170,9 @@ impl Actor {
                 timeout
             };
             if self
-                .wait_for_screen(patience, |s| submitted(profile.as_ref(), s, text))
+                .wait_for_screen_after(Some(sent), patience, |s| {
+                    submitted(profile.as_ref(), s, text)
+                })
                 .await
                 .is_some()
             {
