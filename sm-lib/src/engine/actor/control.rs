@@ -1,12 +1,19 @@
 //! What an actor does when asked: clear the agent's context, answer its question, and
 //! settle everything when its terminal is gone.
 
+use std::time::Duration;
+
 use super::{Actor, Now};
 use crate::engine::screen::ScreenState;
 use crate::engine::{NEVER_STARTED, display_name, record_all};
 use crate::error::{Error, Result};
 use crate::notifier::NotificationKind;
 use crate::types::{EventKind, SessionStatus, Wait, WaitOutcome};
+
+/// How long an answer key gets to change the screen before it counts as dropped.
+const ANSWER_PATIENCE: Duration = Duration::from_millis(500);
+/// The most times an answer key is typed (only ever again when the last drew no output).
+const ANSWER_PRESSES: u32 = 3;
 
 impl Actor {
     pub(super) async fn clear(&mut self) -> Result<()> {
@@ -82,17 +89,8 @@ impl Actor {
                 "only the first nine options can be chosen by key".into(),
             ));
         }
-        self.inner()
-            .backend
-            .send_text(&self.id, &(option + 1).to_string())
-            .await?;
         let asked = question.clone();
-        let gone = self
-            .wait_for_screen(
-                self.inner().config.verify_timeout,
-                |s| !matches!(s, ScreenState::Permission { question, .. } if *question == asked),
-            )
-            .await;
+        let gone = self.press_answer(option, &asked).await?;
         if gone.is_none() {
             return Err(Error::AgentUnresponsive(
                 "the answer did not take: the question is still on screen".into(),
@@ -107,6 +105,40 @@ impl Actor {
         let fx = self.turns.on_answered(Now::current());
         self.apply(fx).await;
         Ok(label)
+    }
+
+    /// Types option `option`'s number until the question `asked` leaves the screen. A
+    /// dialog that has just appeared can drop a key without a trace (Claude Code takes no
+    /// input for a moment after showing one): a key that changed nothing on screen within
+    /// [`ANSWER_PATIENCE`] is typed again, a few times at most; one that changed something
+    /// is never repeated.
+    async fn press_answer(&self, option: usize, asked: &str) -> Result<Option<ScreenState>> {
+        let key = (option + 1).to_string();
+        let gone = |s: &ScreenState| !matches!(s, ScreenState::Permission { question, .. } if question == asked);
+        let timeout = self.inner().config.verify_timeout;
+        for press in 1..=ANSWER_PRESSES {
+            let mut mark = self.output.clone();
+            mark.borrow_and_update();
+            self.inner().backend.send_text(&self.id, &key).await?;
+            let last = press == ANSWER_PRESSES;
+            let patience = if last {
+                timeout
+            } else {
+                ANSWER_PATIENCE.min(timeout)
+            };
+            if let Some(state) = self.wait_for_screen(patience, gone).await {
+                return Ok(Some(state));
+            }
+            if last {
+                break;
+            }
+            if mark.has_changed().unwrap_or(true) {
+                // The agent reacted to the key: never type it once more.
+                return Ok(self.wait_for_screen(timeout, gone).await);
+            }
+            tracing::info!(session = %self.id, press, "the answer drew no reaction; typing it again");
+        }
+        Ok(None)
     }
 
     pub(super) async fn on_exit(&mut self, status: Option<i32>, reason: String) {
