@@ -137,6 +137,7 @@ fn connect(path: &Path) -> Result<Connection> {
         .map_err(sql_error("set synchronous"))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql_error("enable foreign keys"))?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -315,7 +316,7 @@ fn writer_loop(conn: Connection, jobs: &mpsc::Receiver<WriteJob>, wal: &Path) {
                 Err(e) => tracing::warn!(error = %e, "SQLite: cannot change synchronous"),
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = conn.exec("BEGIN IMMEDIATE", []) {
             tracing::error!(error = %e, "SQLite: cannot begin a write transaction");
             let message = format!("{}cannot begin a write transaction: {e}", hint(&e));
             for job in batch {
@@ -328,9 +329,9 @@ fn writer_loop(conn: Connection, jobs: &mpsc::Receiver<WriteJob>, wal: &Path) {
         for job in batch {
             finishes.push(run_job(&conn, job).1);
         }
-        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+        let commit_error = conn.exec("COMMIT", []).err().map(|e| {
             tracing::error!(error = %e, "SQLite: commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = conn.exec("ROLLBACK", []);
             format!("{}{e}", hint(&e))
         });
         if commit_error.is_none() {
@@ -363,16 +364,44 @@ fn sync_wal(wal: &Path) {
 }
 
 fn run_job(conn: &Connection, job: WriteJob) -> (bool, Finish) {
-    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(e) = conn.exec("SAVEPOINT job", []) {
         return (job.run)(Err(format!("cannot open a savepoint: {e}")));
     }
     let (ok, finish) = (job.run)(Ok(conn));
     if !ok {
         // Undo whatever the refused write did, leaving the rest of the batch intact.
-        let _ = conn.execute_batch("ROLLBACK TO job");
+        let _ = conn.exec("ROLLBACK TO job", []);
     }
-    let _ = conn.execute_batch("RELEASE job");
+    let _ = conn.exec("RELEASE job", []);
     (ok, finish)
+}
+
+/// Statements through the connection's statement cache: the store runs the same few
+/// statements for every message, and parsing them again each time was a visible share of
+/// the writer's time.
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
 }
 
 // ----- row mapping -----
@@ -478,7 +507,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 // ----- queries used inside write transactions -----
 
 fn get_session_tx(conn: &Connection, id: &SessionId) -> Result<Option<Session>> {
-    conn.query_row(
+    conn.row(
         &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
         [id.as_str()],
         session_from_row,
@@ -497,7 +526,7 @@ fn live_holder_of_name(
     except: &SessionId,
 ) -> Result<Option<SessionId>> {
     let id: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT id FROM sessions WHERE name = ?1 AND id != ?2 \
              AND status NOT IN ('stopped', 'dead') LIMIT 1",
             params![name.as_str(), except.as_str()],
@@ -519,7 +548,7 @@ fn check_name_free(conn: &Connection, name: &SessionName, except: &SessionId) ->
 }
 
 fn get_message_tx(conn: &Connection, id: MessageId) -> Result<Message> {
-    conn.query_row(
+    conn.row(
         &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
         [id.0],
         message_from_row,
@@ -535,7 +564,7 @@ fn set_message_state(
     state: MessageState,
     reason: Option<&str>,
 ) -> Result<Message> {
-    conn.execute(
+    conn.exec(
         "UPDATE messages SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4 \
          WHERE id = ?1",
         params![id.0, state.as_str(), reason, Timestamp::now().0],
@@ -553,7 +582,7 @@ fn invalid(m: &Message, to: MessageState) -> Error {
 }
 
 fn get_lock_tx(conn: &Connection, workspace: &Workspace) -> Result<Option<Lock>> {
-    conn.query_row(
+    conn.row(
         "SELECT workspace, holder, reason, kind, acquired_at FROM locks WHERE workspace = ?1",
         [path_to_blob(&workspace.0)],
         lock_from_row,
@@ -585,7 +614,7 @@ fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -
     if let (Some(name), true) = (&s.name, s.status.is_live()) {
         check_name_free(conn, name, &s.id)?;
     }
-    conn.execute(
+    conn.exec(
         &format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}, client_key) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
@@ -614,7 +643,7 @@ fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Inserted<Message
     require_session(conn, &message.target)?;
     if let Some(key) = &message.client_key {
         let existing: Option<i64> = conn
-            .query_row(
+            .row(
                 "SELECT id FROM messages WHERE client_key = ?1",
                 [key],
                 |r| r.get(0),
@@ -627,7 +656,7 @@ fn enqueue_tx(conn: &Connection, message: NewMessage) -> Result<Inserted<Message
         }
     }
     let now = Timestamp::now().0;
-    conn.execute(
+    conn.exec(
         "INSERT INTO messages (target, sender, text, mode, priority, state, attempts, \
          created_at, updated_at, client_key) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?7)",
@@ -652,7 +681,7 @@ fn append_event_tx(
 ) -> Result<Event> {
     let data = serde_json::to_string(&kind).map_err(|e| Error::store("serialise event", e))?;
     let at = Timestamp::now();
-    conn.execute(
+    conn.exec(
         "INSERT INTO events (at, session, kind, data) VALUES (?1, ?2, ?3, ?4)",
         params![at.0, session.map(|s| s.as_str()), kind.tag(), data],
     )
@@ -692,7 +721,7 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| {
             if let Some(key) = &new.client_key {
                 let existing: Option<(String, Option<i64>)> = conn
-                    .query_row(
+                    .row(
                         "SELECT id, first_message FROM sessions WHERE client_key = ?1",
                         [key],
                         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -718,7 +747,7 @@ impl MessageStore for SqliteStore {
             let first_message = match new.first_message {
                 Some(m) => {
                     let m = enqueue_tx(conn, m)?.into_inner();
-                    conn.execute(
+                    conn.exec(
                         "UPDATE sessions SET first_message = ?2 WHERE id = ?1",
                         params![new.session.id.as_str(), m.id.0],
                     )
@@ -754,7 +783,7 @@ impl MessageStore for SqliteStore {
             if !current.status.is_live() {
                 return Ok(current);
             }
-            conn.execute(
+            conn.exec(
                 "UPDATE sessions SET status = ?2, status_changed_at = ?3, end_reason = ?4 \
                  WHERE id = ?1",
                 params![id.as_str(), status.as_str(), Timestamp::now().0, reason],
@@ -773,7 +802,7 @@ impl MessageStore for SqliteStore {
     async fn find_live_by_name(&self, name: &SessionName) -> Result<Option<Session>> {
         let name = name.clone();
         self.read(move |conn| {
-            conn.query_row(
+            conn.row(
                 &format!(
                     "SELECT {SESSION_COLUMNS} FROM sessions WHERE name = ?1 \
                      AND status NOT IN ('stopped', 'dead')"
@@ -812,7 +841,7 @@ impl MessageStore for SqliteStore {
                     check_name_free(conn, name, &id)?;
                 }
             }
-            conn.execute(
+            conn.exec(
                 "UPDATE sessions SET status = ?2, status_changed_at = ?3 WHERE id = ?1",
                 params![id.as_str(), status.as_str(), Timestamp::now().0],
             )
@@ -829,7 +858,7 @@ impl MessageStore for SqliteStore {
             if let (Some(name), true) = (&name, current.status.is_live()) {
                 check_name_free(conn, name, &id)?;
             }
-            conn.execute(
+            conn.exec(
                 "UPDATE sessions SET name = ?2 WHERE id = ?1",
                 params![id.as_str(), name.as_ref().map(|n| n.as_str())],
             )
@@ -843,7 +872,7 @@ impl MessageStore for SqliteStore {
         let id = id.clone();
         self.write(move |conn| {
             require_session(conn, &id)?;
-            conn.execute(
+            conn.exec(
                 "UPDATE sessions SET task = ?2 WHERE id = ?1",
                 params![id.as_str(), task],
             )
@@ -864,11 +893,11 @@ impl MessageStore for SqliteStore {
                     "session {id} is still live; kill it before deleting it"
                 )));
             }
-            conn.execute("DELETE FROM messages WHERE target = ?1", [id.as_str()])
+            conn.exec("DELETE FROM messages WHERE target = ?1", [id.as_str()])
                 .map_err(sql_error("delete messages"))?;
-            conn.execute("DELETE FROM waits WHERE target = ?1", [id.as_str()])
+            conn.exec("DELETE FROM waits WHERE target = ?1", [id.as_str()])
                 .map_err(sql_error("delete waits"))?;
-            conn.execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+            conn.exec("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
                 .map_err(sql_error("delete session"))?;
             Ok(true)
         })
@@ -890,7 +919,7 @@ impl MessageStore for SqliteStore {
         let next = next_in_queue(modes);
         let target = target.clone();
         self.read(move |conn| {
-            conn.query_row(
+            conn.row(
                 &format!("SELECT {MESSAGE_COLUMNS} {next}"),
                 [target.as_str()],
                 message_from_row,
@@ -912,7 +941,7 @@ impl MessageStore for SqliteStore {
         let next = next_in_queue(modes);
         let target = target.clone();
         self.write_progress(move |conn| {
-            conn.query_row(
+            conn.row(
                 &format!(
                     "UPDATE messages SET state = 'delivering', attempts = attempts + 1, \
                      updated_at = ?2 WHERE id = (SELECT id {next}) RETURNING {MESSAGE_COLUMNS}"
@@ -1039,7 +1068,7 @@ impl MessageStore for SqliteStore {
                     } else {
                         req.kind
                     };
-                    conn.execute(
+                    conn.exec(
                         "UPDATE locks SET reason = ?2, kind = ?3 WHERE workspace = ?1",
                         params![ws, req.reason, kind.as_str()],
                     )
@@ -1063,7 +1092,7 @@ impl MessageStore for SqliteStore {
                 kind: req.kind,
                 acquired_at: Timestamp::now(),
             };
-            conn.execute(
+            conn.exec(
                 "INSERT OR REPLACE INTO locks (workspace, holder, reason, kind, acquired_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -1093,7 +1122,7 @@ impl MessageStore for SqliteStore {
                 Err(Error::LockConflict(Box::new(current)))
             }
             Some(current) => {
-                conn.execute(
+                conn.exec(
                     "DELETE FROM locks WHERE workspace = ?1",
                     [path_to_blob(&workspace.0)],
                 )
@@ -1152,7 +1181,7 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| {
             require_session(conn, &target)?;
             let created_at = Timestamp::now();
-            conn.execute(
+            conn.exec(
                 "INSERT INTO waits (waiter, target, deadline, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     waiter.as_ref().map(|w| w.as_str()),

@@ -226,7 +226,12 @@ impl Actor {
                 self.retry_soon = true;
                 None
             }
-            Readiness::Busy | Readiness::NotAtPrompt => None,
+            Readiness::Busy | Readiness::NotAtPrompt => {
+                // An idle agent's screen that shows no prompt is between two states: what
+                // it prints next may be the prompt.
+                self.retry_on_output = self.status() == SessionStatus::Idle;
+                None
+            }
         }
     }
 

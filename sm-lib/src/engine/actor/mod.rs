@@ -77,6 +77,10 @@ pub(crate) struct Actor {
     retry_at: Option<Instant>,
     /// The last blocked delivery is worth retrying almost at once (a screen still settling).
     retry_soon: bool,
+    /// The last blocked delivery met an idle agent whose screen was between states (mid
+    /// redraw, the working footer not yet gone): try again on its next output rather than
+    /// only when the retry timer fires.
+    retry_on_output: bool,
     killing: bool,
     /// Why the session is being killed, when it is not a plain kill.
     kill_reason: Option<String>,
@@ -121,6 +125,7 @@ impl Actor {
             queue_dirty: true,
             retry_at: None,
             retry_soon: false,
+            retry_on_output: false,
             killing: false,
             kill_reason: None,
             foreign_input: None,
@@ -211,7 +216,12 @@ impl Actor {
     async fn handle(&mut self, command: Command) -> bool {
         match command {
             Command::Kick => self.queue_dirty = true,
-            Command::Activity => self.turns.on_activity(Now::current()),
+            Command::Activity => {
+                self.turns.on_activity(Now::current());
+                if std::mem::take(&mut self.retry_on_output) {
+                    self.queue_dirty = true;
+                }
+            }
             Command::Signal(signal) => {
                 tracing::debug!(session = %self.id, ?signal, "hook");
                 let fx = self.turns.on_signal(&signal, Now::current());
