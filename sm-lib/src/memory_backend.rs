@@ -33,6 +33,9 @@ pub struct SimulatedAgent {
     pub swallow_enters: usize,
     /// Whether it fires hook events.
     pub hooks: bool,
+    /// After a turn's Stop, how long its screen shows neither the working footer nor the
+    /// prompt box (a TUI half-way through redrawing), before the prompt comes back.
+    pub redraw_after_turn: Duration,
 }
 
 impl Default for SimulatedAgent {
@@ -41,6 +44,7 @@ impl Default for SimulatedAgent {
             startup: Duration::from_millis(400),
             swallow_enters: 0,
             hooks: true,
+            redraw_after_turn: Duration::ZERO,
         }
     }
 }
@@ -58,7 +62,12 @@ pub enum Received {
 enum Phase {
     Starting,
     Ready,
-    Working { prompt: String, turn: u64 },
+    Working {
+        prompt: String,
+        turn: u64,
+    },
+    /// Between a turn's end and the prompt: neither footer nor prompt box on screen.
+    Redrawing,
     Exited,
 }
 
@@ -71,6 +80,7 @@ struct Term {
     received: Vec<Received>,
     swallow_enters: usize,
     hooks: bool,
+    redraw_after_turn: Duration,
     turns: u64,
 }
 
@@ -234,19 +244,40 @@ impl MemoryBackend {
                     Phase::Working { turn: current, .. } if *current == turn => {
                         t.transcript.push(format!("⏺ {reply}"));
                         t.transcript.push("✻ Worked for a while".into());
-                        t.phase = Phase::Ready;
-                        true
+                        if t.redraw_after_turn.is_zero() {
+                            t.phase = Phase::Ready;
+                            None
+                        } else {
+                            t.phase = Phase::Redrawing;
+                            Some(t.redraw_after_turn)
+                        }
                     }
-                    _ => false,
+                    _ => Some(Duration::MAX),
                 })
-                .unwrap_or(false);
-            if finished {
-                me.output(&id);
-                me.hook(
-                    &id,
-                    hooks::STOP,
-                    serde_json::json!({ "last_assistant_message": reply }),
-                );
+                .unwrap_or(Some(Duration::MAX));
+            if finished == Some(Duration::MAX) {
+                return;
+            }
+            me.output(&id);
+            me.hook(
+                &id,
+                hooks::STOP,
+                serde_json::json!({ "last_assistant_message": reply }),
+            );
+            if let Some(redraw) = finished {
+                tokio::time::sleep(redraw).await;
+                let ready = me
+                    .live(&id, |t| {
+                        let redrawing = matches!(t.phase, Phase::Redrawing);
+                        if redrawing {
+                            t.phase = Phase::Ready;
+                        }
+                        redrawing
+                    })
+                    .unwrap_or(false);
+                if ready {
+                    me.output(&id);
+                }
             }
         });
     }
@@ -257,6 +288,7 @@ impl MemoryBackend {
         match &t.phase {
             Phase::Starting => rows.push("  Starting…".into()),
             Phase::Exited => rows.push("[exited]".into()),
+            Phase::Redrawing => {}
             Phase::Ready | Phase::Working { .. } => {
                 if matches!(t.phase, Phase::Working { .. }) {
                     rows.push("✶ Working… (esc to interrupt)".into());
@@ -318,6 +350,7 @@ impl TerminalBackend for MemoryBackend {
                     received: Vec::new(),
                     swallow_enters: agent.swallow_enters,
                     hooks: agent.hooks,
+                    redraw_after_turn: agent.redraw_after_turn,
                     turns: 0,
                 },
             );

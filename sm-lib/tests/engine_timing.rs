@@ -626,3 +626,38 @@ async fn a_permission_notification_after_its_question_was_answered_held_the_queu
     pass(Duration::from_secs(3)).await;
     assert_eq!(s.backend.submitted(&w.id).len(), 2, "the queue goes on");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wake_waited_a_second_when_the_idle_parents_screen_was_caught_mid_redraw() {
+    let s = sim(EngineConfig::default()).await;
+    // After each turn's Stop the screen shows no prompt for 300 ms, then the prompt.
+    s.backend.set_next_agent(SimulatedAgent {
+        redraw_after_turn: Duration::from_millis(300),
+        ..SimulatedAgent::default()
+    });
+    let w = s.spawn("w", None).await;
+    s.send(&w, "first [[sleep 0.5]]", DeliveryMode::Sequential)
+        .await;
+    s.send(&w, "second", DeliveryMode::Sequential).await;
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(
+        s.backend.submitted(&w.id),
+        vec!["first [[sleep 0.5]]", "second"]
+    );
+    let typed: Vec<tokio::time::Instant> = s
+        .backend
+        .received(&w.id)
+        .iter()
+        .filter_map(|r| match r {
+            Received::Text(_, at) => Some(*at),
+            _ => None,
+        })
+        .collect();
+    // The first turn lasts 0.5 s and its screen redraws for 0.3 s: the second message is
+    // typed as soon as the prompt is back, not a retry interval later.
+    let gap = typed[1] - typed[0];
+    assert!(
+        gap < Duration::from_millis(1100),
+        "the second message waited {gap:?} after the first"
+    );
+}
