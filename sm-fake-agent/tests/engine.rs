@@ -750,7 +750,10 @@ async fn an_agent_that_vanishes_while_sm_is_down_is_marked_dead_and_its_waiter_t
         )
         .await
         .ok();
-    // The wait fired at once (w idle); register another after giving it work.
+    // The wait fires at once (w idle): its wake reaches em before w gets work (a send that
+    // reached w's actor together with the wait would start a turn the wait then covers).
+    h.wait_prompts(&em.id, 1).await;
+    // Register another after giving w work.
     h.engine
         .send(
             &Caller::Admin,
