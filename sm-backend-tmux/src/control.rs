@@ -210,6 +210,17 @@ struct Shared {
     ended: AtomicBool,
 }
 
+impl Shared {
+    /// Ends the current client process, if one runs, and reaps it.
+    fn end_child(&self) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The running control-mode client. Dropping it detaches the client (agents keep running).
 pub(crate) struct ControlClient {
     shared: Arc<Shared>,
@@ -258,16 +269,7 @@ impl Drop for ControlClient {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         *self.shared.commands.lock() = None;
-        let child = self
-            .shared
-            .child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(mut child) = child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.shared.end_child();
     }
 }
 
@@ -290,15 +292,7 @@ fn supervise(
                 *shared.commands.lock() = None;
                 // Commands still waiting were written to a client that is gone.
                 waiting.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                let child = shared
-                    .child
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                if let Some(mut child) = child {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+                shared.end_child();
                 if receiver_gone {
                     break;
                 }

@@ -232,29 +232,28 @@ impl Tier {
     }
 }
 
-fn event_list(t: &Tier) -> Vec<Value> {
+/// The server's event log, at most `limit` entries: the status and the events.
+fn fetch_events(t: &Tier, limit: usize) -> (u16, Vec<Value>) {
     let (status, events) = t.server.http(
         "GET",
-        "/events?limit=10000",
+        &format!("/events?limit={limit}"),
         Some(&t.server.token()),
         None,
         b"",
     );
-    assert_eq!(status, 200, "{events}");
-    events.as_array().cloned().unwrap_or_default()
+    (status, events.as_array().cloned().unwrap_or_default())
 }
 
+fn event_list(t: &Tier) -> Vec<Value> {
+    let (status, events) = fetch_events(t, 10_000);
+    assert_eq!(status, 200, "{events:?}");
+    events
+}
+
+/// The event log, one short line per event, for failure messages (never fails itself).
 fn events(t: &Tier) -> String {
-    let (_, v) = t.server.http(
-        "GET",
-        "/events?limit=400",
-        Some(&t.server.token()),
-        None,
-        b"",
-    );
-    v.as_array()
-        .into_iter()
-        .flatten()
+    let (_, v) = fetch_events(t, 400);
+    v.iter()
         .map(|e| {
             format!(
                 "{} {}",

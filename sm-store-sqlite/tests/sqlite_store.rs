@@ -117,6 +117,26 @@ fn after_marker<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
     line.find(marker).map(|i| line[i + marker.len()..].trim())
 }
 
+/// Runs a child helper doing `role` until it has printed 300 message ids after `marker`
+/// (each printed only once its call returned), then SIGKILLs it: no destructor, no flush,
+/// no checkpoint. Returns those ids.
+fn sigkill_after(role: &str, marker: &str, db: &Path, target: &SessionId) -> Vec<MessageId> {
+    let mut child = spawn_child(role, db, target);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ids.len() < 300 {
+        assert!(Instant::now() < deadline, "child too slow");
+        let line = lines.next().expect("child ended early").unwrap();
+        if let Some(id) = after_marker(&line, marker) {
+            ids.push(MessageId(id.parse().unwrap()));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ids
+}
+
 async fn registered(store: &SqliteStore) -> SessionId {
     let s = Session::new(SessionId::new_random(), AgentKind::Fake, "/tmp".into());
     store.insert_session(&s).await.unwrap();
@@ -129,20 +149,7 @@ async fn an_enqueue_that_returned_survives_sigkill() {
     let db = dir.path().join("sm.db");
     let target = registered(&SqliteStore::open(&db).await.unwrap()).await;
 
-    let mut child = spawn_child("enqueue-forever", &db, &target);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acknowledged = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acknowledged.len() < 300 {
-        assert!(Instant::now() < deadline, "child too slow");
-        let line = lines.next().expect("child ended early").unwrap();
-        if let Some(id) = after_marker(&line, "enqueued ") {
-            acknowledged.push(MessageId(id.parse().unwrap()));
-        }
-    }
-    // SIGKILL: no destructor, no flush, no checkpoint.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let acknowledged = sigkill_after("enqueue-forever", "enqueued ", &db, &target);
 
     let store = SqliteStore::open(&db).await.unwrap();
     for id in &acknowledged {
@@ -170,19 +177,7 @@ async fn a_delivery_marked_before_sigkill_is_still_delivered_after_it() {
     let db = dir.path().join("sm.db");
     let target = registered(&SqliteStore::open(&db).await.unwrap()).await;
 
-    let mut child = spawn_child("deliver-forever", &db, &target);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut delivered = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while delivered.len() < 300 {
-        assert!(Instant::now() < deadline, "child too slow");
-        let line = lines.next().expect("child ended early").unwrap();
-        if let Some(id) = after_marker(&line, "delivered ") {
-            delivered.push(MessageId(id.parse().unwrap()));
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let delivered = sigkill_after("deliver-forever", "delivered ", &db, &target);
 
     let store = SqliteStore::open(&db).await.unwrap();
     for id in &delivered {

@@ -117,8 +117,7 @@ impl Actor {
         let gone = |s: &ScreenState| !matches!(s, ScreenState::Permission { question, .. } if question == asked);
         let timeout = self.inner().config.verify_timeout;
         for press in 1..=ANSWER_PRESSES {
-            let mut mark = self.output.clone();
-            mark.borrow_and_update();
+            let mark = self.output_mark();
             self.inner().backend.send_text(&self.id, &key).await?;
             let last = press == ANSWER_PRESSES;
             let patience = if last {

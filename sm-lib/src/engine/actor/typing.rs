@@ -67,7 +67,7 @@ impl Actor {
     }
 
     /// A mark in the terminal's output: [`next_output`] returns once output came after it.
-    fn output_mark(&self) -> watch::Receiver<u64> {
+    pub(super) fn output_mark(&self) -> watch::Receiver<u64> {
         let mut mark = self.output.clone();
         mark.borrow_and_update();
         mark
