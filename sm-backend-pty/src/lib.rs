@@ -368,6 +368,7 @@ impl TerminalBackend for PtyBackend {
         sm_lib::Capabilities {
             exit_status: true,
             attach: false,
+            runs_programs: true,
         }
     }
 

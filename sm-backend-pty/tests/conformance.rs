@@ -11,3 +11,10 @@ async fn fresh() -> (Arc<dyn TerminalBackend>, ()) {
 }
 
 sm_lib::terminal_backend_conformance!(fresh);
+
+/// The suite holds a backend to what it declares: declaring less would skip cases.
+#[test]
+fn declares_real_programs_and_exit_status() {
+    let caps = PtyBackend::new().unwrap().capabilities();
+    assert!(caps.runs_programs && caps.exit_status, "{caps:?}");
+}

@@ -743,6 +743,7 @@ impl TerminalBackend for TmuxBackend {
         sm_lib::Capabilities {
             exit_status: false,
             attach: true,
+            runs_programs: true,
         }
     }
 

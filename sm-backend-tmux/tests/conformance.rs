@@ -32,6 +32,14 @@ async fn fresh() -> (Arc<dyn TerminalBackend>, ServerGuard) {
 
 sm_lib::terminal_backend_conformance!(fresh);
 
+/// The suite holds a backend to what it declares: declaring less would skip cases.
+#[tokio::test]
+async fn declares_real_programs_and_attach() {
+    let (backend, _guard) = fresh().await;
+    let caps = backend.capabilities();
+    assert!(caps.runs_programs && caps.attach, "{caps:?}");
+}
+
 async fn screen_contains(backend: &TmuxBackend, id: &SessionId, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -112,6 +112,10 @@ pub struct Capabilities {
     pub exit_status: bool,
     /// [`TerminalBackend::attach_command`] gives an argv a human can run.
     pub attach: bool,
+    /// `spec.program` runs as a real process on a real terminal (what the suite's
+    /// byte-level cases drive with `sh`). Simulated terminals declare `false` and are held
+    /// to the cases any terminal must pass.
+    pub runs_programs: bool,
 }
 
 /// Terminals that agents run in.

@@ -331,6 +331,12 @@ impl TerminalBackend for MemoryBackend {
     }
 
     async fn create(&self, spec: &SpawnSpec) -> Result<()> {
+        if !spec.cwd.is_dir() {
+            return Err(Error::InvalidWorkingDir {
+                path: spec.cwd.clone(),
+                reason: "no such directory".into(),
+            });
+        }
         let agent = lock(&self.inner.next_agent).clone();
         {
             let mut terms = lock(&self.inner.terms);

@@ -1,9 +1,16 @@
 //! The [`TerminalBackend`] conformance suite.
 //!
-//! Every case starts real programs (`sh`, `stty`, `cat`) in the backend's terminals and
-//! checks what reaches the program byte for byte, or what the screen shows — never only that
-//! a call returned `Ok`. Run it with [`crate::terminal_backend_conformance!`], giving an async
+//! The cases start real programs (`sh`, `stty`, `cat`) in the backend's terminals and check
+//! what reaches the program byte for byte, or what the screen shows — never only that a call
+//! returned `Ok`. Run it with [`crate::terminal_backend_conformance!`], giving an async
 //! factory that returns a fresh backend and a guard that cleans it up when dropped.
+//!
+//! The suite holds a backend to its [`crate::Capabilities`]. A backend whose terminals are
+//! simulated ([`crate::Capabilities::runs_programs`] is `false`, like
+//! [`crate::MemoryBackend`]) cannot run `sh`; it passes the cases any terminal must pass —
+//! identity, lifecycle, errors, typed text on screen, output events — and the byte-level
+//! cases say they were skipped. Backends that run programs assert their capabilities in their
+//! own tests, so one cannot skip cases by declaring less than it does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +43,8 @@ macro_rules! terminal_backend_conformance {
             output_is_reported_as_activity_events,
             unknown_terminals_are_not_found,
             attach_is_offered_exactly_when_declared,
+            typed_text_shows_on_the_screen_of_an_echoing_program,
+            echoed_input_is_announced_as_output_of_its_terminal,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -119,6 +128,16 @@ async fn wait_event(
     }
 }
 
+/// Whether the backend runs real programs, which the byte-level cases need; says so when a
+/// case is skipped for a simulated backend.
+fn runs_programs(backend: &Backend, case: &str) -> bool {
+    let runs = backend.capabilities().runs_programs;
+    if !runs {
+        eprintln!("{case}: skipped, {} runs no real programs", backend.name());
+    }
+    runs
+}
+
 fn workdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
 }
@@ -149,6 +168,9 @@ async fn start_recorder(backend: &Backend, dir: &Path, bracketed: bool) -> (Sess
 
 /// The program gets its argv (no shell re-parsing), its extra environment and its cwd.
 pub async fn runs_the_program_with_args_env_and_cwd(backend: Backend) {
+    if !runs_programs(&backend, "runs_the_program_with_args_env_and_cwd") {
+        return;
+    }
     let dir = workdir();
     let cwd = dir.path().canonicalize().expect("canonical");
     let id = SessionId::new_random();
@@ -172,6 +194,9 @@ pub async fn runs_the_program_with_args_env_and_cwd(backend: Backend) {
 
 /// Short single-line text of every kind reaches the program exactly as sent.
 pub async fn literal_text_arrives_byte_exact(backend: Backend) {
+    if !runs_programs(&backend, "literal_text_arrives_byte_exact") {
+        return;
+    }
     let dir = workdir();
     let (id, out) = start_recorder(&backend, dir.path(), false).await;
     let pieces = [
@@ -196,6 +221,9 @@ pub async fn literal_text_arrives_byte_exact(backend: Backend) {
 /// Multi-line text arrives whole, newlines as carriage returns (as a terminal sends them);
 /// 10 KB of text arrives complete and in order.
 pub async fn multi_line_and_long_text_arrive_whole(backend: Backend) {
+    if !runs_programs(&backend, "multi_line_and_long_text_arrive_whole") {
+        return;
+    }
     let dir = workdir();
     let (id, out) = start_recorder(&backend, dir.path(), false).await;
     let multi = "first line\nsecond line\n\nfourth ✓";
@@ -215,6 +243,9 @@ pub async fn multi_line_and_long_text_arrive_whole(backend: Backend) {
 /// When the program enabled bracketed paste, multi-line text arrives as one bracketed
 /// paste; short single lines are typed, not pasted.
 pub async fn bracketed_paste_only_when_the_program_asks_for_it(backend: Backend) {
+    if !runs_programs(&backend, "bracketed_paste_only_when_the_program_asks_for_it") {
+        return;
+    }
     let dir = workdir();
     let (id, out) = start_recorder(&backend, dir.path(), true).await;
     backend.send_text(&id, "typed").await.expect("send line");
@@ -228,6 +259,9 @@ pub async fn bracketed_paste_only_when_the_program_asks_for_it(backend: Backend)
 
 /// Keys arrive as the bytes a terminal sends for them.
 pub async fn keys_arrive_as_terminal_bytes(backend: Backend) {
+    if !runs_programs(&backend, "keys_arrive_as_terminal_bytes") {
+        return;
+    }
     let dir = workdir();
     let (id, out) = start_recorder(&backend, dir.path(), false).await;
     let keys = [
@@ -252,6 +286,9 @@ pub async fn keys_arrive_as_terminal_bytes(backend: Backend) {
 /// Ctrl-C reaches the foreground program as an interrupt (the terminal's line discipline
 /// turns it into SIGINT), like a user pressing it.
 pub async fn ctrl_c_interrupts_the_foreground_program(backend: Backend) {
+    if !runs_programs(&backend, "ctrl_c_interrupts_the_foreground_program") {
+        return;
+    }
     let dir = workdir();
     let id = SessionId::new_random();
     let mut events = backend.events();
@@ -274,6 +311,9 @@ pub async fn ctrl_c_interrupts_the_foreground_program(backend: Backend) {
 
 /// The visible screen has one entry per row, showing what the program printed.
 pub async fn capture_screen_shows_the_visible_rows(backend: Backend) {
+    if !runs_programs(&backend, "capture_screen_shows_the_visible_rows") {
+        return;
+    }
     let dir = workdir();
     let id = SessionId::new_random();
     let spec = sh(
@@ -294,6 +334,9 @@ pub async fn capture_screen_shows_the_visible_rows(backend: Backend) {
 
 /// The tail reaches lines that scrolled off the screen, oldest first.
 pub async fn capture_tail_reaches_into_scrollback(backend: Backend) {
+    if !runs_programs(&backend, "capture_tail_reaches_into_scrollback") {
+        return;
+    }
     let dir = workdir();
     let id = SessionId::new_random();
     let script = "i=1; while [ $i -le 300 ]; do echo \"line $i\"; i=$((i+1)); done; exec cat";
@@ -312,6 +355,9 @@ pub async fn capture_tail_reaches_into_scrollback(backend: Backend) {
 /// [`crate::Capabilities::exit_status`], without one when it does not — and its terminal is
 /// no longer alive.
 pub async fn exit_is_reported_and_the_terminal_is_no_longer_alive(backend: Backend) {
+    if !runs_programs(&backend, "exit_is_reported_and_the_terminal_is_no_longer_alive") {
+        return;
+    }
     let dir = workdir();
     let id = SessionId::new_random();
     let mut events = backend.events();
@@ -376,11 +422,13 @@ pub async fn attach_is_offered_exactly_when_declared(backend: Backend) {
     backend.kill(&id).await.expect("kill");
 }
 
-/// Kill ends the program (no process left behind) and may be repeated.
+/// Kill ends the terminal — and its program, reaped, when it runs real programs — reports
+/// the exit, and may be repeated.
 pub async fn kill_ends_the_program_and_is_idempotent(backend: Backend) {
     let dir = workdir();
     let pid_file = dir.path().join("pid");
     let id = SessionId::new_random();
+    let mut events = backend.events();
     backend
         .create(&sh(
             &id,
@@ -390,19 +438,30 @@ pub async fn kill_ends_the_program_and_is_idempotent(backend: Backend) {
         ))
         .await
         .expect("create");
-    wait_for_screen(&backend, &id, "STARTED").await;
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid");
+    let pid: Option<u32> = if backend.capabilities().runs_programs {
+        wait_for_screen(&backend, &id, "STARTED").await;
+        let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+        Some(pid.trim().parse().expect("pid"))
+    } else {
+        None
+    };
+    assert!(backend.is_alive(&id).await.expect("is_alive"));
     backend.kill(&id).await.expect("kill");
     assert!(!backend.is_alive(&id).await.expect("is_alive"));
-    eventually("the killed program to be gone (reaped)", || async {
-        (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-    })
+    wait_event(
+        &mut events,
+        "the exit event of the killed terminal",
+        |e| matches!(e, BackendEvent::Exited { id: x, .. } if x == &id),
+    )
     .await;
+    if let Some(pid) = pid {
+        eventually("the killed program to be gone (reaped)", || async {
+            (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+        })
+        .await;
+    }
     backend.kill(&id).await.expect("kill again");
+    assert!(!backend.list().await.expect("list").contains(&id));
     backend
         .kill(&SessionId::new_random())
         .await
@@ -448,6 +507,10 @@ pub async fn bad_working_dir_and_missing_program_are_clear_errors(backend: Backe
     let spec = sh(&id, &dir.path().join("missing"), "exec cat", &[]);
     let err = backend.create(&spec).await.expect_err("missing cwd");
     assert!(matches!(err, Error::InvalidWorkingDir { .. }), "{err:?}");
+    assert!(!backend.list().await.expect("list").contains(&id));
+    if !runs_programs(&backend, "bad_working_dir_and_missing_program_are_clear_errors") {
+        return;
+    }
     let mut spec = SpawnSpec::new(id.clone(), "sm-no-such-program-xyz", dir.path());
     spec.args = vec!["arg".into()];
     let err = backend.create(&spec).await.expect_err("missing program");
@@ -460,6 +523,9 @@ pub async fn bad_working_dir_and_missing_program_are_clear_errors(backend: Backe
 
 /// Output from a program is announced as an activity event for its terminal.
 pub async fn output_is_reported_as_activity_events(backend: Backend) {
+    if !runs_programs(&backend, "output_is_reported_as_activity_events") {
+        return;
+    }
     let dir = workdir();
     let (id, _out) = start_recorder(&backend, dir.path(), false).await;
     let other = SessionId::new_random();
@@ -516,4 +582,36 @@ pub async fn unknown_terminals_are_not_found(backend: Backend) {
     ] {
         assert!(matches!(err, Error::SessionNotFound(_)), "{err:?}");
     }
+}
+
+/// Text typed into a terminal whose program echoes its input shows on the screen, whole.
+pub async fn typed_text_shows_on_the_screen_of_an_echoing_program(backend: Backend) {
+    let dir = workdir();
+    let id = SessionId::new_random();
+    backend
+        .create(&sh(&id, dir.path(), "exec cat", &[]))
+        .await
+        .expect("create");
+    let text = "typed on screen: ünïcødé ✓ $HOME `x` #{pane_id};";
+    backend.send_text(&id, text).await.expect("send_text");
+    wait_for_screen(&backend, &id, text).await;
+    backend.kill(&id).await.expect("kill");
+}
+
+/// Typing into a terminal whose program echoes is announced as output of that terminal.
+pub async fn echoed_input_is_announced_as_output_of_its_terminal(backend: Backend) {
+    let dir = workdir();
+    let id = SessionId::new_random();
+    backend
+        .create(&sh(&id, dir.path(), "exec cat", &[]))
+        .await
+        .expect("create");
+    let mut events = backend.events();
+    backend.send_text(&id, "ping").await.expect("send_text");
+    wait_event(&mut events, "an output event for the typed-in terminal", |e| {
+        e == &BackendEvent::Output(id.clone())
+    })
+    .await;
+    wait_for_screen(&backend, &id, "ping").await;
+    backend.kill(&id).await.expect("kill");
 }
