@@ -243,7 +243,10 @@ pub async fn multi_line_and_long_text_arrive_whole(backend: Backend) {
 /// When the program enabled bracketed paste, multi-line text arrives as one bracketed
 /// paste; short single lines are typed, not pasted.
 pub async fn bracketed_paste_only_when_the_program_asks_for_it(backend: Backend) {
-    if !runs_programs(&backend, "bracketed_paste_only_when_the_program_asks_for_it") {
+    if !runs_programs(
+        &backend,
+        "bracketed_paste_only_when_the_program_asks_for_it",
+    ) {
         return;
     }
     let dir = workdir();
@@ -355,7 +358,10 @@ pub async fn capture_tail_reaches_into_scrollback(backend: Backend) {
 /// [`crate::Capabilities::exit_status`], without one when it does not — and its terminal is
 /// no longer alive.
 pub async fn exit_is_reported_and_the_terminal_is_no_longer_alive(backend: Backend) {
-    if !runs_programs(&backend, "exit_is_reported_and_the_terminal_is_no_longer_alive") {
+    if !runs_programs(
+        &backend,
+        "exit_is_reported_and_the_terminal_is_no_longer_alive",
+    ) {
         return;
     }
     let dir = workdir();
@@ -508,7 +514,10 @@ pub async fn bad_working_dir_and_missing_program_are_clear_errors(backend: Backe
     let err = backend.create(&spec).await.expect_err("missing cwd");
     assert!(matches!(err, Error::InvalidWorkingDir { .. }), "{err:?}");
     assert!(!backend.list().await.expect("list").contains(&id));
-    if !runs_programs(&backend, "bad_working_dir_and_missing_program_are_clear_errors") {
+    if !runs_programs(
+        &backend,
+        "bad_working_dir_and_missing_program_are_clear_errors",
+    ) {
         return;
     }
     let mut spec = SpawnSpec::new(id.clone(), "sm-no-such-program-xyz", dir.path());
@@ -608,9 +617,11 @@ pub async fn echoed_input_is_announced_as_output_of_its_terminal(backend: Backen
         .expect("create");
     let mut events = backend.events();
     backend.send_text(&id, "ping").await.expect("send_text");
-    wait_event(&mut events, "an output event for the typed-in terminal", |e| {
-        e == &BackendEvent::Output(id.clone())
-    })
+    wait_event(
+        &mut events,
+        "an output event for the typed-in terminal",
+        |e| e == &BackendEvent::Output(id.clone()),
+    )
     .await;
     wait_for_screen(&backend, &id, "ping").await;
     backend.kill(&id).await.expect("kill");

@@ -1,4 +1,4 @@
-//! Workspace locks: explicit, automatic (from the PreToolUse hook) and forced releases.
+//! Workspace locks: explicit, automatic (from the agent's before-tool hook) and forced releases.
 
 use std::path::Path;
 
@@ -83,7 +83,7 @@ impl Engine {
         Ok(released)
     }
 
-    /// The PreToolUse auto-lock: takes the lock on the workspace of `file` for `holder`,
+    /// The auto-lock an agent's before-tool hook asks for: takes the lock on the workspace of `file` for `holder`,
     /// waiting as the policy says when another live session holds it. Released when the
     /// holder's turn ends.
     ///

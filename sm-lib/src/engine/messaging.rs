@@ -185,9 +185,9 @@ impl Engine {
         }
     }
 
-    /// Takes a hook event reported by agent `id`: its profile reads it (Claude Code: Stop →
-    /// idle, UserPromptSubmit and tool use → working, a permission Notification → needs
-    /// input, SessionEnd → stopped) and its actor acts on what it means.
+    /// Takes a hook event reported by agent `id`: its profile turns it into an
+    /// [`AgentSignal`](super::profile::AgentSignal) (turn started, turn ended, needs input, …) and its
+    /// actor acts on what it means.
     pub async fn hook(&self, id: &SessionId, event: HookEvent) -> Result<()> {
         let handle = lock_map(&self.inner.actors).get(id).cloned();
         let Some(h) = handle else {

@@ -186,7 +186,7 @@ impl SpawnRequest {
 /// A hook event from an agent (`sm hook <event>` posts these).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HookEvent {
-    /// The hook's event name (`Stop`, `UserPromptSubmit`, …).
+    /// The hook's event name, as the agent's hook system calls it.
     pub event: String,
     /// Its JSON payload.
     #[serde(default)]
