@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         engine: engine.clone(),
         auth: sm_server::Auth::with_admin_token(token),
         url: format!("http://{addr}/sm"),
-        default_model: None,
+        default_models: Default::default(),
     });
     let app = Router::new()
         .route("/hello", get(|| async { "hello from the host app" }))

@@ -676,6 +676,10 @@ pub enum EventKind {
         /// recovery can tell that a message it was typing reached the agent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prompt_digest: Option<String>,
+        /// The agent's own id for its conversation, as the hook reported it (Codex chooses
+        /// its own; `codex resume <id>` continues it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_session: Option<String>,
     },
     /// The agent waits for input (e.g. a permission prompt).
     NeedsInput {

@@ -35,8 +35,8 @@ pub struct AppState {
     pub auth: Auth,
     /// The server's own URL.
     pub url: String,
-    /// The model for spawns that do not name one.
-    pub default_model: Option<String>,
+    /// The model, per agent kind, for spawns that do not name one.
+    pub default_models: std::collections::HashMap<sm_lib::AgentKind, String>,
 }
 
 /// The OpenAPI document of this API (served at `/openapi.json`, browsable at `/docs`).
@@ -513,7 +513,9 @@ async fn spawn(
     let mut request = SpawnRequest::new(agent, working_dir);
     request.prompt = body.prompt;
     request.name = body.name.map(|n| n.parse::<SessionName>()).transpose()?;
-    request.model = body.model.or_else(|| state.default_model.clone());
+    request.model = body
+        .model
+        .or_else(|| state.default_models.get(&agent).cloned());
     request.skip_permissions = body.skip_permissions;
     request.resume = body.resume;
     request.wait = body.wait_secs.map(Duration::from_secs);

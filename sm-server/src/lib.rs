@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sm_lib::engine::{AgentEnv, ClaudeProfile, EngineConfig, FakeProfile};
+use sm_lib::engine::{AgentEnv, ClaudeProfile, CodexProfile, EngineConfig, FakeProfile};
 use sm_lib::sandbox::Sandbox;
 use sm_lib::{
     Config, Engine, TerminalBackend,
@@ -224,6 +224,10 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
             program: config.claude.command.clone(),
             extra_args: config.claude.args.clone(),
         }))
+        .profile(Arc::new(CodexProfile {
+            program: config.codex.command.clone(),
+            extra_args: config.codex.args.clone(),
+        }))
         .summariser(Arc::new(sm_lib::engine::what::ClaudeSummariser {
             program: config.claude.command.clone(),
             ..Default::default()
@@ -265,7 +269,7 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         engine,
         auth,
         url,
-        default_model: config.claude.default_model.clone(),
+        default_models: default_models(config),
     })
 }
 
@@ -309,7 +313,16 @@ fn telegram_from_config(config: &Config) -> Result<Option<telegram::Telegram>, S
         api_url: config.telegram.api_url.clone(),
         default_dir,
         agent,
+        default_models: default_models(config),
     })?))
+}
+
+/// The configured default model of each agent kind that has one.
+fn default_models(config: &Config) -> std::collections::HashMap<sm_lib::AgentKind, String> {
+    sm_lib::AgentKind::ALL
+        .into_iter()
+        .filter_map(|kind| Some((kind, config.default_model(kind)?.to_string())))
+        .collect()
 }
 
 /// Limits on the HTTP connections [`serve_with`] accepts.

@@ -52,6 +52,8 @@ pub struct TelegramSettings {
     pub default_dir: PathBuf,
     /// Which agent `/new` starts.
     pub agent: AgentKind,
+    /// The model `/new` gives each agent kind (`claude.default_model`, …).
+    pub default_models: HashMap<AgentKind, String>,
 }
 
 /// The Telegram bot: a [`Notifier`], and after [`Telegram::start_polling`] a command loop.
@@ -66,6 +68,7 @@ struct Shared {
     allowed: HashSet<i64>,
     default_dir: PathBuf,
     agent: AgentKind,
+    default_models: HashMap<AgentKind, String>,
     outbox: mpsc::Sender<Outgoing>,
     /// Which session each notification was about, for replies.
     threads: Mutex<Threads>,
@@ -123,6 +126,7 @@ impl Telegram {
                 allowed: settings.allowed_chat_ids.into_iter().collect(),
                 default_dir: settings.default_dir,
                 agent: settings.agent,
+                default_models: settings.default_models,
                 outbox,
                 threads: Mutex::default(),
             }),
@@ -476,14 +480,20 @@ impl Telegram {
     }
 
     async fn new_session(&self, arg: &str, engine: &Engine) -> sm_lib::Result<(String, SessionId)> {
+        // `/new codex ~/repo`: an agent kind first picks it over the configured one.
+        let (first, rest) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+        let (agent, arg) = match first.parse::<sm_lib::AgentKind>() {
+            Ok(kind) => (kind, rest.trim()),
+            Err(_) => (self.shared.agent, arg),
+        };
         let dir = if arg.is_empty() {
             self.shared.default_dir.clone()
         } else {
             sm_lib::config::expand_tilde(std::path::Path::new(arg))
         };
-        let session = engine
-            .spawn(&Caller::Admin, SpawnRequest::new(self.shared.agent, &dir))
-            .await?;
+        let mut request = SpawnRequest::new(agent, &dir);
+        request.model = self.shared.default_models.get(&agent).cloned();
+        let session = engine.spawn(&Caller::Admin, request).await?;
         let text = format!(
             "🚀 started *{}* in `{}`\n{}",
             escape(&short_name(
@@ -560,7 +570,7 @@ impl Notifier for Telegram {
 fn help() -> String {
     escape(
         "sm — your agents from your phone\n\n\
-         /new [dir] — start an agent (in dir, or the default)\n\
+         /new [claude|codex] [dir] — start an agent (in dir, or the default)\n\
          /list — sessions and what they are doing\n\
          /status — counts and workspace locks\n\
          /what <name or id> — a short summary of what it is doing\n\

@@ -52,8 +52,8 @@ pub fn unlock(client: &Client, force: Option<String>, json_out: bool) -> Result<
     Ok(())
 }
 
-/// `sm auto-lock`: reads Claude Code's PreToolUse JSON on stdin and takes the workspace
-/// lock for the file being written. Exit 0 lets the write go on; exit 2 blocks it, with the
+/// `sm auto-lock`: reads a PreToolUse hook's JSON on stdin (Claude Code's file writes,
+/// Codex's `apply_patch`) and takes the workspace lock of every file being written. Exit 0 lets the write go on; exit 2 blocks it, with the
 /// reason on stderr for the agent to read. Outside a managed session, or when the server is
 /// down, it lets the write go on at once.
 pub fn auto_lock(client: Option<Client>) -> i32 {
@@ -68,26 +68,21 @@ pub fn auto_lock(client: Option<Client>) -> i32 {
     let Ok(payload) = serde_json::from_str::<Value>(&input) else {
         return 0;
     };
-    let tool_input = &payload["tool_input"];
-    let Some(file) = ["file_path", "notebook_path", "path"]
-        .iter()
-        .find_map(|k| tool_input[*k].as_str())
-    else {
-        return 0;
-    };
+    let files = sm_lib::engine::profile::files_written(&payload);
     let Some(client) = client else { return 0 };
-    let body = AutoLockBody {
-        file_path: file.into(),
-    };
-    match client.post("/locks/auto", &body) {
-        Ok(_) => 0,
-        Err(CliError::Api { code, message, .. }) if code == "lock_conflict" => {
-            eprintln!(
-                "sm: {message}. Another agent is changing this workspace; wait for it to \
-                 finish (sm wait) or coordinate with it (sm send), then retry."
-            );
-            2
+    for file in files {
+        let body = AutoLockBody { file_path: file };
+        match client.post("/locks/auto", &body) {
+            Ok(_) => {}
+            Err(CliError::Api { code, message, .. }) if code == "lock_conflict" => {
+                eprintln!(
+                    "sm: {message}. Another agent is changing this workspace; wait for it to \
+                     finish (sm wait) or coordinate with it (sm send), then retry."
+                );
+                return 2;
+            }
+            Err(_) => {}
         }
-        Err(_) => 0,
     }
+    0
 }

@@ -1,5 +1,5 @@
-//! `sm setup`: installs (or removes) the Claude Code hooks sm needs, keeping every other
-//! setting and hook as it was.
+//! `sm setup`: installs (or removes) the hooks sm needs in Claude Code's settings and in
+//! Codex's `hooks.json` (the same shape), keeping every other setting and hook as it was.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +10,12 @@ use crate::client::CliError;
 /// Arguments of `sm setup`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Install into this repository's `.claude/settings.json` instead of `~/.claude/`.
+    /// Which agent's configuration: `claude` (`~/.claude/settings.json`), `codex`
+    /// (`$CODEX_HOME/hooks.json`, default `~/.codex/hooks.json`) or `all`.
+    #[arg(long, default_value = "claude", value_parser = ["claude", "codex", "all"])]
+    pub agent: String,
+    /// Claude Code: install into this repository's `.claude/settings.json` instead of
+    /// `~/.claude/`.
     #[arg(long)]
     pub project: bool,
     /// Show what would change without writing.
@@ -21,8 +26,11 @@ pub struct Args {
     pub uninstall: bool,
 }
 
-/// The hook events sm listens to, and the `sm` arguments each runs.
-const HOOKS: &[(&str, Option<&str>, &str)] = &[
+/// A hook event, the tools it is limited to (a matcher), and the `sm` arguments it runs.
+type Hook = (&'static str, Option<&'static str>, &'static str);
+
+/// The Claude Code hook events sm listens to.
+const CLAUDE_HOOKS: &[Hook] = &[
     (
         "PreToolUse",
         Some("Write|Edit|MultiEdit|NotebookEdit"),
@@ -34,6 +42,20 @@ const HOOKS: &[(&str, Option<&str>, &str)] = &[
     ("Notification", None, "hook notification"),
     ("SessionStart", None, "hook session-start"),
     ("SessionEnd", None, "hook session-end"),
+    ("SubagentStart", None, "hook subagent-start"),
+    ("SubagentStop", None, "hook subagent-stop"),
+];
+
+/// The Codex hook events sm listens to. File edits are `apply_patch`; an interrupted turn
+/// fires `Interrupt` instead of `Stop`; approval questions fire `PermissionRequest`.
+const CODEX_HOOKS: &[Hook] = &[
+    ("PreToolUse", Some("apply_patch"), "auto-lock"),
+    ("PostToolUse", None, "hook post-tool-use"),
+    ("UserPromptSubmit", None, "hook user-prompt-submit"),
+    ("Stop", None, "hook stop"),
+    ("Interrupt", None, "hook interrupt"),
+    ("PermissionRequest", None, "hook permission-request"),
+    ("SessionStart", None, "hook session-start"),
     ("SubagentStart", None, "hook subagent-start"),
     ("SubagentStop", None, "hook subagent-stop"),
 ];
@@ -70,7 +92,12 @@ fn remove_sm_hooks(settings: &mut Map<String, Value>) {
 }
 
 /// The settings with sm's hooks installed (or removed), everything else unchanged.
-pub fn apply(settings: &Value, sm: &str, uninstall: bool) -> Result<Value, CliError> {
+pub fn apply(
+    settings: &Value,
+    hooks_wanted: &[Hook],
+    sm: &str,
+    uninstall: bool,
+) -> Result<Value, CliError> {
     let mut root = match settings {
         Value::Object(m) => m.clone(),
         Value::Null => Map::new(),
@@ -90,7 +117,7 @@ pub fn apply(settings: &Value, sm: &str, uninstall: bool) -> Result<Value, CliEr
                 "\"hooks\" in the settings file is not an object".into(),
             ));
         };
-        for (event, matcher, args) in HOOKS {
+        for (event, matcher, args) in hooks_wanted {
             let mut group =
                 json!({ "hooks": [{ "type": "command", "command": format!("{sm} {args}") }] });
             if let Some(m) = matcher {
@@ -110,7 +137,13 @@ pub fn apply(settings: &Value, sm: &str, uninstall: bool) -> Result<Value, CliEr
     Ok(Value::Object(root))
 }
 
-fn settings_path(project: bool) -> Result<PathBuf, CliError> {
+fn home() -> Result<PathBuf, CliError> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| CliError::Usage("HOME is not set".into()))
+}
+
+fn claude_settings_path(project: bool) -> Result<PathBuf, CliError> {
     if project {
         let cwd = std::env::current_dir().map_err(|e| CliError::Usage(e.to_string()))?;
         let top = cwd
@@ -120,15 +153,42 @@ fn settings_path(project: bool) -> Result<PathBuf, CliError> {
             .to_path_buf();
         Ok(top.join(".claude/settings.json"))
     } else {
-        let home =
-            std::env::var_os("HOME").ok_or_else(|| CliError::Usage("HOME is not set".into()))?;
-        Ok(PathBuf::from(home).join(".claude/settings.json"))
+        Ok(home()?.join(".claude/settings.json"))
     }
+}
+
+/// Codex reads its hooks from `$CODEX_HOME/hooks.json` (default `~/.codex`).
+fn codex_hooks_path() -> Result<PathBuf, CliError> {
+    let dir = match std::env::var_os("CODEX_HOME").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => home()?.join(".codex"),
+    };
+    Ok(dir.join("hooks.json"))
 }
 
 /// Runs `sm setup`.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let path = settings_path(args.project)?;
+    if args.project && args.agent != "claude" {
+        return Err(CliError::Usage(
+            "--project is for Claude Code's settings; Codex reads hooks only from $CODEX_HOME"
+                .into(),
+        ));
+    }
+    let mut targets: Vec<(PathBuf, &[Hook])> = Vec::new();
+    if args.agent == "claude" || args.agent == "all" {
+        targets.push((claude_settings_path(args.project)?, CLAUDE_HOOKS));
+    }
+    if args.agent == "codex" || args.agent == "all" {
+        targets.push((codex_hooks_path()?, CODEX_HOOKS));
+    }
+    for (path, hooks) in targets {
+        install(&path, hooks, &args)?;
+    }
+    Ok(())
+}
+
+/// Installs (or removes) `hooks` in the JSON settings file at `path`.
+fn install(path: &Path, hooks: &[Hook], args: &Args) -> Result<(), CliError> {
     let sm = std::env::current_exe()
         .map_err(|e| CliError::Usage(format!("cannot find the sm binary: {e}")))?;
     let sm = sm.to_string_lossy().into_owned();
@@ -137,7 +197,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             "the sm binary's path contains spaces ({sm}); install sm somewhere without spaces"
         )));
     }
-    let current: Value = match std::fs::read_to_string(&path) {
+    let current: Value = match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => Value::Null,
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
             CliError::Usage(format!(
@@ -153,7 +213,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             )));
         }
     };
-    let updated = apply(&current, &sm, args.uninstall)?;
+    let updated = apply(&current, hooks, &sm, args.uninstall)?;
     let before = if current.is_null() {
         json!({})
     } else {
@@ -178,7 +238,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         (false, false) => "installing",
     };
     println!("{action} sm's hooks in {}:", path.display());
-    for (event, matcher, sub) in HOOKS {
+    for (event, matcher, sub) in hooks {
         let on = matcher.map(|m| format!(" ({m})")).unwrap_or_default();
         println!(
             "  {} {event}{on} → sm {sub}",
@@ -194,7 +254,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if path.exists() {
         let backup = path.with_extension("json.sm-backup");
         if !backup.exists() {
-            std::fs::copy(&path, &backup).map_err(|e| CliError::Usage(e.to_string()))?;
+            std::fs::copy(path, &backup).map_err(|e| CliError::Usage(e.to_string()))?;
             println!("  (the original is kept as {})", backup.display());
         }
     }
@@ -202,7 +262,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         serde_json::to_string_pretty(&updated).map_err(|e| CliError::Usage(e.to_string()))?;
     let tmp = path.with_extension("json.sm-tmp");
     std::fs::write(&tmp, text + "\n")
-        .and_then(|()| std::fs::rename(&tmp, &path))
+        .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
 }
@@ -220,8 +280,8 @@ mod tests {
                 "PreToolUse": [{ "matcher": "Bash", "hooks": [{ "type": "command", "command": "audit" }] }]
             }
         });
-        let once = apply(&original, "/usr/bin/sm", false).unwrap();
-        let twice = apply(&once, "/usr/bin/sm", false).unwrap();
+        let once = apply(&original, CLAUDE_HOOKS, "/usr/bin/sm", false).unwrap();
+        let twice = apply(&once, CLAUDE_HOOKS, "/usr/bin/sm", false).unwrap();
         assert_eq!(once, twice);
         assert_eq!(once["model"], "opus");
         let stop = once["hooks"]["Stop"].as_array().unwrap();
@@ -231,11 +291,38 @@ mod tests {
         let pre = once["hooks"]["PreToolUse"].as_array().unwrap();
         assert_eq!(pre[1]["matcher"], "Write|Edit|MultiEdit|NotebookEdit");
         // A moved binary replaces the old entries instead of adding more.
-        let moved = apply(&once, "/opt/sm/sm", false).unwrap();
+        let moved = apply(&once, CLAUDE_HOOKS, "/opt/sm/sm", false).unwrap();
         assert_eq!(moved["hooks"]["Stop"].as_array().unwrap().len(), 2);
         // Uninstalling restores the original.
-        assert_eq!(apply(&moved, "/opt/sm/sm", true).unwrap(), original);
-        assert_eq!(apply(&Value::Null, "/usr/bin/sm", true).unwrap(), json!({}));
+        assert_eq!(
+            apply(&moved, CLAUDE_HOOKS, "/opt/sm/sm", true).unwrap(),
+            original
+        );
+        assert_eq!(
+            apply(&Value::Null, CLAUDE_HOOKS, "/usr/bin/sm", true).unwrap(),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn codex_gets_its_own_events_and_keeps_its_other_hooks() {
+        let original = json!({ "hooks": { "Stop": [{ "hooks": [{ "type": "command", "command": "chime" }] }] } });
+        let once = apply(&original, CODEX_HOOKS, "/usr/bin/sm", false).unwrap();
+        assert_eq!(
+            apply(&once, CODEX_HOOKS, "/usr/bin/sm", false).unwrap(),
+            once
+        );
+        assert_eq!(once["hooks"]["Stop"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            once["hooks"]["Interrupt"][0]["hooks"][0]["command"],
+            "/usr/bin/sm hook interrupt"
+        );
+        assert_eq!(once["hooks"]["PreToolUse"][0]["matcher"], "apply_patch");
+        assert!(once["hooks"].get("Notification").is_none());
+        assert_eq!(
+            apply(&once, CODEX_HOOKS, "/usr/bin/sm", true).unwrap(),
+            original
+        );
     }
 
     #[test]
@@ -249,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_non_object_is_refused() {
-        assert!(apply(&json!([1, 2]), "sm", false).is_err());
-        assert!(apply(&json!({ "hooks": [] }), "sm", false).is_err());
+        assert!(apply(&json!([1, 2]), CLAUDE_HOOKS, "sm", false).is_err());
+        assert!(apply(&json!({ "hooks": [] }), CLAUDE_HOOKS, "sm", false).is_err());
     }
 }

@@ -44,6 +44,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// How Claude Code is started (operator-controlled: agents cannot change it).
     pub claude: ClaudeConfig,
+    /// How the Codex CLI is started (operator-controlled, like `claude`).
+    pub codex: CodexConfig,
     /// The fake agent, for demos and tests (`--agent fake`).
     pub fake_agent: FakeAgentConfig,
     /// Workspace locks.
@@ -199,6 +201,16 @@ impl Config {
             .db_path
             .clone()
             .unwrap_or_else(|| self.state_dir().join("sm.db"))
+    }
+
+    /// The model a spawn of `agent` gets when it names none (`claude.default_model`,
+    /// `codex.default_model`).
+    pub fn default_model(&self, agent: crate::types::AgentKind) -> Option<&str> {
+        match agent {
+            crate::types::AgentKind::Claude => self.claude.default_model.as_deref(),
+            crate::types::AgentKind::Codex => self.codex.default_model.as_deref(),
+            crate::types::AgentKind::Fake | crate::types::AgentKind::Shell => None,
+        }
     }
 
     /// The server's base URL as clients on this machine reach it.

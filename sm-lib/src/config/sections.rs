@@ -146,6 +146,28 @@ impl Default for ClaudeConfig {
     }
 }
 
+/// `codex.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CodexConfig {
+    /// The program. Default `codex`.
+    pub command: String,
+    /// Arguments placed before sm's own (e.g. `["-c", "model_provider=\"mine\""]`).
+    pub args: Vec<String>,
+    /// The model when a spawn does not name one.
+    pub default_model: Option<String>,
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        CodexConfig {
+            command: "codex".into(),
+            args: Vec::new(),
+            default_model: None,
+        }
+    }
+}
+
 /// `fake_agent.*`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]

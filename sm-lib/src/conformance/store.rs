@@ -814,6 +814,7 @@ pub async fn event_log_keeps_append_order_and_filters(store: Store) {
                     event: "Stop".into(),
                     transcript_path: Some("/tmp/t.jsonl".into()),
                     prompt_digest: Some("00ff".into()),
+                    agent_session: Some("01a2-33".into()),
                 },
             )
             .await

@@ -198,6 +198,7 @@ impl Engine {
             event: report.event,
             transcript_path: report.transcript_path,
             prompt_digest: report.prompt.as_deref().map(what::prompt_digest),
+            agent_session: report.agent_session,
         };
         let _ = h.commands.send(Command::Signal(report.signal));
         // Recorded here, as it arrives, not by the actor: the actor may be busy typing the

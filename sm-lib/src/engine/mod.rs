@@ -40,7 +40,8 @@ use crate::types::{
 };
 use actor::{Actor, Command};
 pub use profile::{
-    AgentProfile, AgentSignal, ClaudeProfile, FakeProfile, HookReport, Launch, ShellProfile,
+    AgentProfile, AgentSignal, ClaudeProfile, CodexProfile, FakeProfile, HookReport, Launch,
+    ShellProfile,
 };
 pub use sanitize::sanitize_message;
 pub use screen::{ScreenState, read_screen};
@@ -356,13 +357,14 @@ pub struct Engine {
 
 impl Engine {
     /// A builder over `store` and `backend`, with the default lock policy, no notifier and
-    /// the Claude Code and shell profiles.
+    /// the Claude Code, Codex and shell profiles.
     pub fn builder(
         store: Arc<dyn MessageStore>,
         backend: Arc<dyn TerminalBackend>,
     ) -> EngineBuilder {
         let mut profiles: HashMap<AgentKind, Arc<dyn AgentProfile>> = HashMap::new();
         profiles.insert(AgentKind::Claude, Arc::new(ClaudeProfile::default()));
+        profiles.insert(AgentKind::Codex, Arc::new(CodexProfile::default()));
         profiles.insert(AgentKind::Shell, Arc::new(ShellProfile::default()));
         EngineBuilder {
             store,

@@ -135,7 +135,9 @@ impl Actor {
         Ok(false)
     }
 
-    /// Types `text` and waits until the screen `shows` it; false when it never did.
+    /// Types `text` and waits until the screen `shows` it; false when it never did. Returns
+    /// no sooner than the profile's submit gap after the text was sent, so the Enter that
+    /// follows is a submit.
     pub(super) async fn type_verified(
         &self,
         text: &str,
@@ -143,11 +145,16 @@ impl Actor {
     ) -> Result<bool> {
         let sent = self.output_mark();
         self.inner().backend.send_text(&self.id, text).await?;
+        let enter_from = Instant::now() + self.profile.submit_gap();
         let timeout = self.inner().config.verify_timeout;
-        Ok(self
+        let shown = self
             .wait_for_screen_after(Some(sent), timeout, shows)
             .await
-            .is_some())
+            .is_some();
+        if shown {
+            tokio::time::sleep_until(enter_from).await;
+        }
+        Ok(shown)
     }
 
     /// Presses Enter until the screen shows `text` was taken, at most `presses` times: an

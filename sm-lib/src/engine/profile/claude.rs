@@ -101,6 +101,7 @@ pub fn read_hook(event: &str, payload: &Value) -> HookReport {
         prompt: (event == hooks::USER_PROMPT_SUBMIT)
             .then(|| field("prompt"))
             .flatten(),
+        agent_session: field("session_id"),
         signal,
     }
 }
@@ -240,7 +241,7 @@ pub fn transcript_tail(path: &Path, max: usize) -> Vec<String> {
 }
 
 /// The last `max_bytes` of a file as text (lossy), or `None` when it cannot be read.
-fn read_tail(path: &Path, max_bytes: u64) -> Option<String> {
+pub(super) fn read_tail(path: &Path, max_bytes: u64) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);

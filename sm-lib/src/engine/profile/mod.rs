@@ -1,9 +1,11 @@
 //! Agent profiles: how to start each kind of agent, read its screen and understand its
 //! hooks and transcript. Everything particular to one agent CLI lives here (Claude Code's
 //! in [`claude`]); the engine sees only [`AgentSignal`]s, [`ScreenState`]s and the answers
-//! of the [`AgentProfile`] methods, so adding an agent kind is writing one profile.
+//! of the [`AgentProfile`] methods, so adding an agent kind is writing one profile
+//! (Codex's is [`codex`]).
 
 pub mod claude;
+pub mod codex;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::types::{AgentKind, SessionId};
 
 pub use claude::{ClaudeProfile, FakeProfile};
+pub use codex::CodexProfile;
 
 /// What an agent reported through one of its hooks, in sm's words: the input of the turn
 /// logic. A profile turns its agent's own hook events into these.
@@ -52,6 +55,9 @@ pub enum AgentSignal {
         /// The last assistant message.
         last_message: Option<String>,
     },
+    /// The running turn was interrupted; it ends without [`AgentSignal::TurnEnded`]. The
+    /// screen confirms it (sm's own urgent interrupt is followed by the message's turn).
+    TurnInterrupted,
     /// The agent's session ended for good (a context reset is not an end).
     SessionEnded,
     /// Nothing sm acts on.
@@ -68,6 +74,8 @@ pub struct HookReport {
     /// The submitted prompt, for a prompt submission (its digest is logged, so restart
     /// recovery can tell that a message reached the agent).
     pub prompt: Option<String>,
+    /// The agent's own id for its conversation, when the hook gave it (what it resumes).
+    pub agent_session: Option<String>,
     /// What it means.
     pub signal: AgentSignal,
 }
@@ -135,6 +143,12 @@ pub trait AgentProfile: Send + Sync + 'static {
         claude::TRANSCRIPT_LAG
     }
 
+    /// How long Enter waits after typed text, for agents that take an Enter arriving
+    /// right after text as part of it (a newline) rather than as a submit.
+    fn submit_gap(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// The key that interrupts a running turn.
     fn interrupt_key(&self) -> Key {
         Key::Escape
@@ -160,6 +174,30 @@ pub trait AgentProfile: Send + Sync + 'static {
     fn is_paste_placeholder(&self, line: &str) -> bool {
         claude::is_paste_placeholder(line)
     }
+}
+
+/// The files a before-tool hook's payload says the tool will write: Claude Code's
+/// `tool_input.file_path` (or `notebook_path`, `path`), or the files of Codex's
+/// `apply_patch`. Relative paths are joined to the payload's `cwd`.
+pub fn files_written(payload: &serde_json::Value) -> Vec<std::path::PathBuf> {
+    let input = &payload["tool_input"];
+    let named: Vec<String> = if payload["tool_name"] == "apply_patch" {
+        codex::patch_files(input["command"].as_str().unwrap_or(""))
+    } else {
+        ["file_path", "notebook_path", "path"]
+            .iter()
+            .find_map(|k| input[*k].as_str())
+            .map(|f| vec![f.to_string()])
+            .unwrap_or_default()
+    };
+    let cwd = payload["cwd"].as_str().map(Path::new);
+    named
+        .into_iter()
+        .map(|f| match cwd {
+            Some(cwd) if Path::new(&f).is_relative() => cwd.join(f),
+            _ => std::path::PathBuf::from(f),
+        })
+        .collect()
 }
 
 /// Checks a model name: a short name (`opus`, `sonnet`, `haiku`) or a full model id.

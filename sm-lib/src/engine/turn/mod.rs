@@ -252,6 +252,13 @@ impl Turns {
                 self.stopped_at = Some(now.mono);
                 self.turn_ended(last_message.clone(), true, now, &mut fx);
             }
+            AgentSignal::TurnInterrupted => {
+                // The screen says whether the turn is over (quiet at its prompt) or sm's
+                // own urgent message already started the next one.
+                if self.status == SessionStatus::Working {
+                    self.screen_check_at = Some(now.mono + SCREEN_CHECK_DELAY);
+                }
+            }
             AgentSignal::SessionEnded => {
                 self.session_ended = true;
                 self.set_status(SessionStatus::Stopped, now, &mut fx);

@@ -1,0 +1,422 @@
+//! The end-to-end tier against the real Codex CLI (pinned npm package), offline: Codex
+//! talks to `sm-fake-openai`, a local fake of the Responses API scripted by `[[…]]`
+//! directives in prompts, which logs every request; sm drives Codex through tmux with the
+//! hooks `sm setup --agent codex` installs.
+//!
+//! The CLI comes from `$SM_CODEX_BIN`, else `<cache>/node_modules/.bin/codex` with cache
+//! `$SM_CODEX_CACHE` (default `target/codex-cache`), installed there with npm when missing.
+//! When it cannot be had, the tier says SKIPPED loudly — and fails instead when
+//! `SM_REQUIRE_REAL_CODEX=1` (CI sets it where npm is available).
+//!
+//! `cargo test -p sm-cli --test real_codex -- --nocapture`
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sm_tests::{Hooks, Options, Server, bin_dir, sibling, until_explained};
+
+const PINNED: &str = "@openai/codex@0.169.0";
+/// The real CLI is slower than the fake agent: a minute per condition.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The real CLI, installing it into the cache when needed; `Err` says why it is missing.
+/// Once per test process (two installs into one cache would fail).
+fn codex() -> Result<PathBuf, String> {
+    static CODEX: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CODEX.get_or_init(find_or_install_codex).clone()
+}
+
+fn find_or_install_codex() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("SM_CODEX_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("SM_CODEX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin_dir().parent().unwrap().join("codex-cache"));
+    let exe = cache.join("node_modules/.bin/codex");
+    if !exe.exists() {
+        eprintln!(
+            "real-codex tier: installing {PINNED} into {}",
+            cache.display()
+        );
+        std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&cache)
+            .arg(PINNED)
+            .output()
+            .map_err(|e| format!("npm is not available: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "npm install {PINNED} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ));
+        }
+    }
+    let version = Command::new(&exe)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if !version.status.success() {
+        return Err(format!("{} --version failed", exe.display()));
+    }
+    Ok(exe)
+}
+
+/// The tier's world: the harness's server with Codex configured and sm's Codex hooks
+/// installed by `sm setup --agent codex`, and the fake Responses API Codex talks to.
+struct Tier {
+    server: Server,
+    _api: Api,
+    api_log: PathBuf,
+    /// Codex refuses to sandbox commands when its home is under the temp dir: the agents'
+    /// temp dir is this one, outside the state dir.
+    _tmp: tempfile::TempDir,
+}
+
+/// The fake API's process, killed when dropped (also when the tier fails to start).
+struct Api(Child);
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        self.server.stop();
+    }
+}
+
+impl Tier {
+    fn start(codex: &Path) -> Tier {
+        let scratch = bin_dir().parent().unwrap().join("codex-tmp");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let tmp = tempfile::tempdir_in(&scratch).unwrap();
+        let api_log = tmp.path().join("api.jsonl");
+        let mut api = Api(Command::new(sibling("sm-fake-openai"))
+            .arg("--log")
+            .arg(&api_log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap());
+        let mut line = String::new();
+        BufReader::new(api.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let api_url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        // A clean start: the fake provider, no update check or telemetry, trusted working
+        // dirs (no trust screen), the model-upgrade notice marked as seen.
+        let config = format!(
+            r#"model = "gpt-5.5"
+model_provider = "fake"
+check_for_update_on_startup = false
+[model_providers.fake]
+name = "fake"
+base_url = "{api_url}/v1"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+[analytics]
+enabled = false
+[feedback]
+enabled = false
+[projects."{{dir}}/work"]
+trust_level = "trusted"
+[projects."{{dir}}/work/repo"]
+trust_level = "trusted"
+[notice]
+hide_full_access_warning = true
+[notice.model_migrations]
+"gpt-5.5" = "gpt-6-sol"
+"#
+        );
+        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let server = Server::start_opts(Options {
+            hooks: Hooks::Setup(serde_json::json!({})),
+            home_files: vec![(".codex/config.toml".into(), config)],
+            git_repo: true,
+            sandbox: Some("bwrap"),
+            extra_config: format!("codex:\n  command: {}\n", codex.display()),
+            env: vec![env("TMPDIR", tmp.path().to_str().unwrap())],
+            ..Options::default()
+        });
+        // sm's Codex hooks, installed the way a user does it.
+        let setup = Command::new(sibling("sm"))
+            .args(["setup", "--agent", "codex"])
+            .env("HOME", server.path().join("home"))
+            .env_remove("CODEX_HOME")
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "sm setup --agent codex: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        Tier {
+            server,
+            _api: api,
+            api_log,
+            _tmp: tmp,
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.server.ok(args)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        self.server.json(args)
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.server
+            .find(name)
+            .and_then(|s| s["status"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.ok(&["output", name, "--lines", "60"])
+    }
+
+    /// The requests the model received whose turn prompt contains `text`, counted once
+    /// per turn (a turn's follow-up requests carry tool outputs).
+    fn prompts_received(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.api_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["tool_outputs"] == 0)
+            .filter(|v| v["prompt"].as_str().is_some_and(|p| p.contains(text)))
+            .count()
+    }
+
+    fn explain(&self, name: &str) -> String {
+        format!(
+            "; it is {} and shows:\n{}\nthe API log:\n{}\nserver log (tail):\n{}",
+            self.status(name),
+            String::from_utf8_lossy(&self.server.sm(&["output", name, "--lines", "40"]).stdout),
+            std::fs::read_to_string(&self.api_log).unwrap_or_default(),
+            self.server
+                .log()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+
+    fn until(&self, what: &str, name: &str, mut f: impl FnMut() -> bool) {
+        until_explained(what, DEADLINE, || f().then_some(()), || self.explain(name));
+    }
+
+    fn spawn(&self, name: &str, dir: &Path, skip_permissions: bool) {
+        let d = dir.to_str().unwrap();
+        let mut args = vec!["spawn", "--agent", "codex", "--name", name, "--dir", d];
+        if skip_permissions {
+            args.push("--skip-permissions");
+        }
+        let out = self.ok(&args);
+        assert!(out.starts_with(&format!("spawned {name}")), "{out}");
+    }
+
+    fn idle_with(&self, name: &str, text: &str) {
+        self.until(&format!("{name} idle showing {text:?}"), name, || {
+            self.status(name) == "idle" && self.screen(name).contains(text)
+        });
+    }
+}
+
+fn skip_or_fail(why: &str) {
+    eprintln!("\n################################################################");
+    eprintln!("## real-codex tier SKIPPED: {why}");
+    eprintln!("################################################################\n");
+    assert!(
+        std::env::var_os("SM_REQUIRE_REAL_CODEX").is_none(),
+        "SM_REQUIRE_REAL_CODEX is set but the real CLI is unavailable: {why}"
+    );
+}
+
+#[test]
+fn sm_drives_the_real_codex_cli() {
+    let codex = match codex() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let t = Tier::start(&codex);
+    let work = t.server.work();
+    let repo = work.join("repo");
+
+    // spawn → ready from the screen (Codex fires SessionStart only with the first prompt).
+    t.spawn("x1", &work, true);
+    assert_eq!(t.status("x1"), "idle");
+    t.ok(&["send", "x1", "first [[reply reply one]]"]);
+    t.idle_with("x1", "• reply one");
+    assert_eq!(t.prompts_received("first [[reply reply one]]"), 1);
+    // sm learned Codex's own id for the conversation from its hooks.
+    let (status, events) = t.server.http(
+        "GET",
+        "/events?limit=1000",
+        Some(&t.server.token()),
+        None,
+        b"",
+    );
+    assert_eq!(status, 200, "{events}");
+    let learned = events.as_array().into_iter().flatten().any(|e| {
+        e["kind"]["type"] == "hook"
+            && e["kind"]["agent_session"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+    });
+    assert!(
+        learned,
+        "no hook event carried Codex's session id: {events}"
+    );
+
+    // Sequential waits for the running turn; important goes ahead of it.
+    t.json(&["send", "x1", "busy [[sleep 3]] [[reply busy done]]"]);
+    t.until("x1 working", "x1", || t.status("x1") == "working");
+    t.json(&["send", "x1", "later [[reply sequential done]]"]);
+    t.json(&[
+        "send",
+        "x1",
+        "sooner [[reply important done]]",
+        "--important",
+    ]);
+    t.idle_with("x1", "• sequential done");
+    let log = std::fs::read_to_string(&t.api_log).unwrap();
+    let (sooner, later) = (
+        log.find("sooner [[").unwrap(),
+        log.find("later [[").unwrap(),
+    );
+    assert!(sooner < later, "the important message went first:\n{log}");
+
+    // A multi-line message and one long enough to collapse into a paste placeholder
+    // arrive whole, once each.
+    let multi = "three lines\nsecond line\n[[reply multi done]]";
+    t.ok(&["send", "x1", multi]);
+    t.idle_with("x1", "• multi done");
+    assert_eq!(t.prompts_received("three lines\nsecond line"), 1);
+    let long = format!("{} [[reply long done]]", "long text ".repeat(250));
+    t.ok(&["send", "x1", &long]);
+    t.idle_with("x1", "• long done");
+    assert_eq!(t.prompts_received(&long), 1, "the long message whole, once");
+
+    // Urgent interrupts a slow turn (Escape; Codex leaves the box empty).
+    t.ok(&["send", "x1", "slow [[sleep 30]] [[reply slow done]]"]);
+    t.until("x1 working", "x1", || t.status("x1") == "working");
+    let started = Instant::now();
+    t.ok(&["send", "x1", "stop that [[reply urgent done]]", "--urgent"]);
+    t.idle_with("x1", "• urgent done");
+    assert!(started.elapsed() < Duration::from_secs(25), "interrupted");
+    assert!(!t.screen("x1").contains("• slow done"));
+    assert_eq!(t.prompts_received("stop that"), 1);
+
+    // The real Stop hook wakes a parent: a fake EM spawns a Codex child and waits.
+    std::fs::write(
+        work.join("em.sh"),
+        "sm spawn --agent codex --skip-permissions --name child --wait 90 'child task [[reply child done]]'\n",
+    )
+    .unwrap();
+    t.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "em",
+        "--skip-permissions",
+        "[[bash sh em.sh]]",
+    ]);
+    let prompts =
+        || std::fs::read_to_string(t.server.path().join("prompts.jsonl")).unwrap_or_default();
+    t.until("the fake EM woken by its Codex child", "child", || {
+        prompts().contains("[sm] child")
+    });
+    assert!(
+        prompts().contains("Last message: child done"),
+        "{}",
+        prompts()
+    );
+
+    // And the reverse: a Codex EM spawns a fake child and is woken by it — the wake is a
+    // message sm delivers to Codex, which the model receives once.
+    // Codex runs commands in a login shell, whose PATH the profile scripts set: the script
+    // names sm by its path, as a user's login PATH would find it.
+    std::fs::write(
+        work.join("kid.sh"),
+        format!(
+            "{} spawn --agent fake --name kid --wait 90 'kid task [[reply kid done]]'\n",
+            sibling("sm").display()
+        ),
+    )
+    .unwrap();
+    t.ok(&["send", "x1", "[[bash sh kid.sh]] [[reply spawned]]"]);
+    t.until("the Codex EM woken by its child", "x1", || {
+        t.prompts_received("[sm] kid") == 1
+    });
+    t.idle_with("x1", "Done:");
+
+    // An approval question is detected (needs input) and answered through sm.
+    t.spawn("p", &work, false);
+    let made = work.join("made.txt");
+    t.ok(&[
+        "send",
+        "p",
+        &format!("[[escalate touch {}]] [[reply made it]]", made.display()),
+    ]);
+    t.until("p needs input", "p", || t.status("p") == "needs_input");
+    assert!(
+        t.screen("p")
+            .contains("Would you like to run the following command?")
+    );
+    let answered = t.ok(&["answer", "p", "1"]);
+    assert!(answered.contains("Yes"), "{answered}");
+    t.idle_with("p", "• made it");
+    assert!(made.exists());
+
+    // auto-lock through Codex's PreToolUse for apply_patch: taken by one agent, refused to
+    // the other, whose patch is blocked.
+    t.spawn("a", &repo, true);
+    t.spawn("b", &repo, true);
+    t.ok(&[
+        "send",
+        "a",
+        "[[write a.txt from a]] [[bash sleep 4]] [[reply a done]]",
+    ]);
+    t.until("a's lock", "a", || t.ok(&["status"]).contains("writing"));
+    t.ok(&["send", "b", "[[write b.txt from b]] [[reply b done]]"]);
+    t.until("b's refusal", "b", || {
+        t.screen("b").contains("locked by session")
+    });
+    assert!(
+        !repo.join("b.txt").exists(),
+        "the second agent's patch was refused"
+    );
+    t.idle_with("a", "• a done");
+    assert!(repo.join("a.txt").exists());
+
+    // clear types /new, verified on screen; the next prompt starts a new conversation.
+    t.ok(&["clear", "x1"]);
+    t.ok(&["send", "x1", "after clear [[reply fresh]]"]);
+    t.idle_with("x1", "• fresh");
+    assert!(!t.screen("x1").contains("• urgent done"));
+}
