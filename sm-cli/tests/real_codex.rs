@@ -98,7 +98,14 @@ impl Drop for Tier {
 }
 
 impl Tier {
+    /// Agents run sandboxed (bubblewrap), as a user's would by default.
     fn start(codex: &Path) -> Tier {
+        Self::start_on(codex, false, "bwrap")
+    }
+
+    /// A tier whose server listens on a fixed port when `fixed_port`, so a restart keeps
+    /// the agents' hooks pointed at it.
+    fn start_on(codex: &Path, fixed_port: bool, sandbox: &'static str) -> Tier {
         let scratch = bin_dir().parent().unwrap().join("codex-tmp");
         std::fs::create_dir_all(&scratch).unwrap();
         let tmp = tempfile::tempdir_in(&scratch).unwrap();
@@ -150,7 +157,8 @@ hide_full_access_warning = true
             hooks: Hooks::Setup(serde_json::json!({})),
             home_files: vec![(".codex/config.toml".into(), config)],
             git_repo: true,
-            sandbox: Some("bwrap"),
+            fixed_port,
+            sandbox: Some(sandbox),
             extra_config: format!("codex:\n  command: {}\n", codex.display()),
             env: vec![env("TMPDIR", tmp.path().to_str().unwrap())],
             ..Options::default()
@@ -419,4 +427,65 @@ fn sm_drives_the_real_codex_cli() {
     t.ok(&["send", "x1", "after clear [[reply fresh]]"]);
     t.idle_with("x1", "• fresh");
     assert!(!t.screen("x1").contains("• urgent done"));
+}
+
+/// Adds a prompt hook beside sm's that, armed, SIGKILLs the server the moment Codex took a
+/// prompt — before sm can see it submitted on screen. Codex reads its hooks at start: add
+/// it before spawning, arm it later.
+fn add_kill_in_prompt_hook(t: &Tier) {
+    let path = t.server.path().join("home/.codex/hooks.json");
+    let mut hooks: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let kill = t.server.kill_hook_command();
+    hooks["hooks"]["UserPromptSubmit"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({ "hooks": [{ "type": "command", "command": kill }] }));
+    std::fs::write(&path, hooks.to_string()).unwrap();
+}
+
+#[test]
+fn a_codex_prompt_reaches_the_model_once_when_the_server_dies_after_its_prompt_hook() {
+    let codex = match codex() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&why),
+    };
+    // The prompt hook kills the server: it must see the server's process.
+    let mut t = Tier::start_on(&codex, true, "none");
+    let work = t.server.work();
+    add_kill_in_prompt_hook(&t);
+    t.spawn("x1", &work, true);
+    t.ok(&["send", "x1", "warm up [[reply warm]]"]);
+    t.idle_with("x1", "• warm");
+    t.server.arm_kill();
+    let text = "exactly once please [[reply once done]]";
+    let id = t.json(&["send", "x1", text])["id"].clone();
+    t.server.restart_after_death();
+    t.idle_with("x1", "• once done");
+    t.until("the message settled", "x1", || {
+        let (_, events) = t.server.http(
+            "GET",
+            "/events?limit=10000",
+            Some(&t.server.token()),
+            None,
+            b"",
+        );
+        events.as_array().into_iter().flatten().any(|e| {
+            e["kind"]["message"] == id
+                && matches!(
+                    e["kind"]["type"].as_str(),
+                    Some("message_delivered" | "message_failed")
+                )
+        })
+    });
+    assert_eq!(
+        t.prompts_received("exactly once please"),
+        1,
+        "{}",
+        t.explain("x1")
+    );
+    // And delivery goes on.
+    t.ok(&["send", "x1", "after [[reply after done]]"]);
+    t.idle_with("x1", "• after done");
+    assert_eq!(t.prompts_received("exactly once please"), 1);
+    assert_eq!(t.prompts_received("after [[reply after done]]"), 1);
 }

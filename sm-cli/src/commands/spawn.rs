@@ -15,7 +15,7 @@ pub struct Args {
     /// A friendly name (letters, digits, '-', '_', '.').
     #[arg(long)]
     pub name: Option<String>,
-    /// Model: opus, sonnet, haiku or a full model name.
+    /// Model: opus, sonnet, haiku or a full model name (Codex: e.g. gpt-5.5).
     #[arg(long)]
     pub model: Option<String>,
     /// Working directory (default: the current directory).
@@ -24,12 +24,16 @@ pub struct Args {
     /// Wake me with a message when its first turn ends, or after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub wait: Option<u64>,
-    /// Agent kind: claude, fake, shell.
+    /// Agent kind: claude, codex, fake, shell.
     #[arg(long, default_value = "claude")]
     pub agent: String,
     /// Start without permission prompts.
     #[arg(long)]
     pub skip_permissions: bool,
+    /// Continue this earlier conversation of the agent (Claude Code: its session id; Codex:
+    /// the id sm recorded from its hooks) instead of starting a new one.
+    #[arg(long, value_name = "ID")]
+    pub resume: Option<String>,
 }
 
 /// The line `sm spawn` and `sm new --no-attach` print for a new session.
@@ -48,7 +52,7 @@ pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> 
         agent: Some(args.agent),
         wait_secs: args.wait,
         skip_permissions: args.skip_permissions,
-        resume: None,
+        resume: args.resume,
         // One key for every attempt: a retry after a broken connection gets the agent the
         // first attempt started, not a second one.
         idempotency_key: Some(sm_lib::SessionId::new_random().to_string()),
