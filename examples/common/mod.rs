@@ -1,5 +1,6 @@
 //! What the examples share: `--agent fake|claude`, finding the fake agent, and building an
-//! engine on a backend and store.
+//! engine on a backend and store (with Claude Code, Codex and fake profiles; with
+//! `--agent fake`, Codex is the fake agent in its Codex style).
 
 #![allow(dead_code)] // each example uses a different part of this module
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use sm_lib::engine::{ClaudeProfile, EngineConfig, FakeProfile};
+use sm_lib::engine::{ClaudeProfile, CodexProfile, EngineConfig, FakeProfile};
 use sm_lib::{AgentKind, Engine, MessageStore, Notifier, TerminalBackend};
 
 /// Which agent the example drives.
@@ -42,6 +43,12 @@ impl Agent {
             Agent::Fake => AgentKind::Fake,
             Agent::Claude => AgentKind::Claude,
         }
+    }
+
+    /// The kind that runs Codex: the real CLI, or with `--agent fake` the fake agent
+    /// imitating it (`--style codex`).
+    pub fn codex_kind(self) -> AgentKind {
+        AgentKind::Codex
     }
 
     /// `fake` when scripting the fake agent, `real` for Claude: picks a prompt.
@@ -92,7 +99,23 @@ pub async fn engine(
             ..EngineConfig::default()
         });
     if let Ok(program) = fake_agent_program() {
-        builder = builder.profile(Arc::new(FakeProfile { program, env }));
+        // Codex's hooks are read from $CODEX_HOME: the private home has none either.
+        let mut codex_env = env.clone();
+        codex_env.insert(
+            "CODEX_HOME".to_string(),
+            home.join(".codex").to_string_lossy().into_owned(),
+        );
+        builder = builder.profile(Arc::new(FakeProfile {
+            program: program.clone(),
+            env,
+        }));
+        if Agent::from_args().ok() == Some(Agent::Fake) {
+            builder = builder.profile(Arc::new(CodexProfile {
+                program: program.to_string_lossy().into_owned(),
+                extra_args: vec!["--style".into(), "codex".into()],
+                env: codex_env,
+            }));
+        }
     }
     if let Some(n) = notifier {
         builder = builder.notifier(n);

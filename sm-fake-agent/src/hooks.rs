@@ -1,5 +1,5 @@
-//! Claude Code hooks as the fake agent runs them: read from the user's and the project's
-//! `.claude/settings.json` at start-up, matched by event (and tool name for tool events),
+//! Agent hooks as the fake agent runs them: read at start-up from Claude Code's settings
+//! (or Codex's `hooks.json`), matched by event (and tool name for tool events),
 //! run with `sh -c` with the JSON payload on stdin, and judged by exit code (2 blocks).
 
 use std::io::Write;
@@ -36,18 +36,12 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// Reads `~/.claude/settings.json`, then `<cwd>/.claude/settings.json` and
-    /// `<cwd>/.claude/settings.local.json`.
-    pub fn load(home: Option<&Path>, cwd: &Path) -> Hooks {
+    /// Reads the settings files in order (missing ones are skipped): Claude Code's user and
+    /// project `.claude/settings.json`, or Codex's `$CODEX_HOME/hooks.json` (same shape).
+    pub fn load(files: &[PathBuf]) -> Hooks {
         let mut hooks = Hooks::default();
-        let mut files: Vec<PathBuf> = Vec::new();
-        if let Some(home) = home {
-            files.push(home.join(".claude/settings.json"));
-        }
-        files.push(cwd.join(".claude/settings.json"));
-        files.push(cwd.join(".claude/settings.local.json"));
         for file in files {
-            let Ok(text) = std::fs::read_to_string(&file) else {
+            let Ok(text) = std::fs::read_to_string(file) else {
                 continue;
             };
             match serde_json::from_str::<Value>(&text) {

@@ -16,6 +16,9 @@
 //! Every submitted prompt is appended as one JSON line to the file named by
 //! `$SM_FAKE_AGENT_LOG`, so tests can check exactly what arrived, and how many times.
 //!
+//! With `--style codex` it imitates OpenAI's Codex CLI instead (its screen, hooks, quirks
+//! and arguments; see `style.rs`), for testing sm's Codex profile without the real CLI.
+//!
 //! Environment knobs: `SM_FAKE_STARTUP_MS` (start-up pause, default 400),
 //! `SM_FAKE_NOTIFY_MS` (delay of the permission Notification hook, default 6000),
 //! `SM_FAKE_IDLE_NOTIFY_MS` (delay of the idle Notification hook, default 60000),
@@ -24,6 +27,7 @@
 
 mod hooks;
 mod input;
+mod style;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -34,12 +38,12 @@ use std::time::{Duration, Instant};
 use hooks::Hooks;
 use input::{Decoder, Input};
 use serde_json::{Value, json};
+use style::Style;
 
-const RULE: char = '─';
-const FOOTER_IDLE: &str = "  ? for shortcuts";
 const WORKING_VERBS: [&str; 3] = ["Thinking", "Cogitating", "Brewing"];
 
 struct Args {
+    style: Style,
     session_id: String,
     model: String,
     skip_permissions: bool,
@@ -49,15 +53,28 @@ struct Args {
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
+        style: Style::Claude,
         session_id: String::new(),
         model: "sonnet".into(),
         skip_permissions: false,
         resumed: false,
         prompt: None,
     };
+    let mut positional = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--style" => {
+                args.style = match it.next().as_deref() {
+                    Some("claude") => Style::Claude,
+                    Some("codex") => Style::Codex,
+                    other => anyhow::bail!("unknown style {other:?}: claude or codex"),
+                }
+            }
+            // Codex's flags, as sm passes them.
+            "--no-daemon" | "--dangerously-bypass-hook-trust" => {}
+            "--dangerously-bypass-approvals-and-sandbox" => args.skip_permissions = true,
+            "-m" => args.model = it.next().unwrap_or_default(),
             "--session-id" => args.session_id = it.next().unwrap_or_default(),
             "--resume" | "-r" => {
                 args.session_id = it.next().unwrap_or_default();
@@ -67,17 +84,40 @@ fn parse_args() -> anyhow::Result<Args> {
             "--dangerously-skip-permissions" => args.skip_permissions = true,
             "--help" | "-h" => {
                 println!(
-                    "usage: sm-fake-agent [--session-id ID] [--resume ID] [--model M] \
-                     [--dangerously-skip-permissions] [PROMPT]"
+                    "usage: sm-fake-agent [--style claude|codex] [--session-id ID] [--resume ID] \
+                     [--model M] [--dangerously-skip-permissions] [PROMPT]\n       \
+                     sm-fake-agent --style codex [resume ID] [--model M] \
+                     [--dangerously-bypass-approvals-and-sandbox] [PROMPT]"
                 );
                 std::process::exit(0);
             }
             other if other.starts_with('-') => anyhow::bail!("unknown option {other}"),
-            _ => args.prompt = Some(a),
+            _ => positional.push(a),
         }
     }
+    // Codex resumes with a subcommand: `codex resume <id> [PROMPT]`.
+    if args.style == Style::Codex && positional.first().is_some_and(|p| p == "resume") {
+        positional.remove(0);
+        if positional.is_empty() {
+            anyhow::bail!("resume needs a session id");
+        }
+        args.session_id = positional.remove(0);
+        args.resumed = true;
+    }
+    args.prompt = positional.pop();
+    if args.style == Style::Codex && args.model == "sonnet" {
+        args.model = "gpt-5.5".into();
+    }
     if args.session_id.is_empty() {
-        args.session_id = format!("fake-{}", std::process::id());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        args.session_id = match args.style {
+            Style::Claude => format!("fake-{}", std::process::id()),
+            // Codex chooses its own ids; sm learns them from the hooks.
+            Style::Codex => format!("01fake-{:x}-{nanos:x}", std::process::id()),
+        };
     }
     Ok(args)
 }
@@ -93,6 +133,8 @@ fn env_ms(name: &str, default: u64) -> Duration {
 
 /// What the agent shares with turn threads.
 struct Context {
+    style: Style,
+    model: String,
     session_id: String,
     transcript_path: PathBuf,
     cwd: PathBuf,
@@ -110,6 +152,7 @@ impl Context {
             "cwd": self.cwd,
             "hook_event_name": event,
             "permission_mode": self.permission_mode,
+            "model": self.model,
         });
         if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
             obj.extend(more);
@@ -167,19 +210,18 @@ fn write_transcript(path: &std::path::Path, entry: &Value) {
 #[derive(Clone, Debug)]
 enum Segment {
     Typed(String),
-    Pasted { number: usize, content: String },
+    /// A paste shown collapsed, as `label`.
+    Pasted {
+        label: String,
+        content: String,
+    },
 }
 
 impl Segment {
     fn shown(&self) -> String {
         match self {
             Segment::Typed(t) => t.clone(),
-            Segment::Pasted { number, content } => {
-                format!(
-                    "[Pasted text #{number} +{} lines]",
-                    content.matches('\n').count()
-                )
-            }
+            Segment::Pasted { label, .. } => label.clone(),
         }
     }
     fn content(&self) -> &str {
@@ -203,6 +245,8 @@ enum TurnMsg {
         header: String,
         question: String,
         edit: bool,
+        tool: String,
+        tool_input: Value,
         answer: Sender<PermissionAnswer>,
     },
     Done(String),
@@ -262,6 +306,12 @@ struct App {
     tx: Sender<Msg>,
     status_line: Option<String>,
     quit: Option<i32>,
+    /// Codex: whether the thread has had its first prompt (SessionStart fires then).
+    thread_started: bool,
+    /// Started with a resume: the thread's SessionStart says so.
+    resumed: bool,
+    /// When text last arrived: Codex takes an Enter right after it as a newline.
+    last_text_at: Option<Instant>,
 }
 
 fn main() {
@@ -279,15 +329,12 @@ fn run() -> anyhow::Result<i32> {
     let args = parse_args()?;
     let cwd = std::env::current_dir()?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let project = cwd.to_string_lossy().replace(['/', '.'], "-");
-    let transcript_path = home
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-        .join(".claude/projects")
-        .join(project)
-        .join(format!("{}.jsonl", args.session_id));
-    let hooks = Hooks::load(home.as_deref(), &cwd);
+    let style = args.style;
+    let transcript_path = style.transcript_path(home.as_deref(), &cwd, &args.session_id);
+    let hooks = Hooks::load(&style.hook_files(home.as_deref(), &cwd));
     let ctx = Arc::new(Context {
+        style,
+        model: args.model.clone(),
         session_id: args.session_id.clone(),
         transcript_path: transcript_path.clone(),
         cwd,
@@ -314,14 +361,7 @@ fn run() -> anyhow::Result<i32> {
     let (tx, rx) = mpsc::channel();
     spawn_reader(tx.clone());
     let mut app = App {
-        transcript: vec![
-            format!(
-                "✻ Welcome to the fake Claude Code (sm test agent) · model {}",
-                args.model
-            ),
-            format!("  cwd: {}", ctx.cwd.display()),
-            String::new(),
-        ],
+        transcript: style.banner(&args.model, &ctx.cwd),
         ctx,
         model: args.model,
         skip_permissions: args.skip_permissions,
@@ -342,12 +382,17 @@ fn run() -> anyhow::Result<i32> {
         tx,
         status_line: None,
         quit: None,
+        thread_started: false,
+        resumed: args.resumed,
+        last_text_at: None,
     };
     for w in app.ctx.hooks.warnings.clone() {
         app.transcript.push(format!("⚠ {w}"));
     }
     let source = if args.resumed { "resume" } else { "startup" };
-    app.run_hook("SessionStart", None, json!({ "source": source }));
+    if style == Style::Claude {
+        app.run_hook("SessionStart", None, json!({ "source": source }));
+    }
     let initial = args.prompt;
     app.render();
 
@@ -488,6 +533,7 @@ impl App {
             );
         }
         if matches!(self.phase, Phase::Idle)
+            && self.ctx.style == Style::Claude
             && !self.idle_notified
             && self
                 .idle_since
@@ -543,10 +589,20 @@ impl App {
                 let Some(p) = turn.permission.as_mut() else {
                     return;
                 };
+                let codex = self.ctx.style == Style::Codex;
                 let choice = match key {
                     Input::Text(t) if t == "1" => Some(PermissionAnswer::Yes),
                     Input::Text(t) if t == "2" => Some(PermissionAnswer::YesAll),
                     Input::Text(t) if t == "3" => Some(PermissionAnswer::No),
+                    Input::Text(t) if codex && t == "y" => Some(PermissionAnswer::Yes),
+                    Input::Text(t) if codex && (t == "a" || t == "p") => {
+                        Some(PermissionAnswer::YesAll)
+                    }
+                    // Codex: Esc at a question cancels it and interrupts the turn.
+                    Input::Escape if codex => {
+                        self.interrupt();
+                        return;
+                    }
                     Input::Escape => Some(PermissionAnswer::No),
                     Input::Up => {
                         p.selected = p.selected.saturating_sub(1);
@@ -577,6 +633,15 @@ impl App {
                 other => self.edit(other),
             },
             Phase::Idle => match key {
+                Input::Enter
+                    if self.ctx.style == Style::Codex
+                        && self
+                            .last_text_at
+                            .is_some_and(|t| t.elapsed() < style::CODEX_ENTER_SUPPRESS) =>
+                {
+                    // Enter in the same burst as text: a newline, not a submit.
+                    self.type_text("\n");
+                }
                 Input::Enter => self.submit(),
                 Input::Escape => {
                     let now = Instant::now();
@@ -593,6 +658,9 @@ impl App {
                 Input::CtrlC => {
                     if !self.input.is_empty() {
                         self.input.clear();
+                    } else if self.ctx.style == Style::Codex {
+                        // Codex quits at once on an empty composer.
+                        self.end_session("other", 0);
                     } else if self.ctrl_c_armed.is_some() {
                         self.end_session("prompt_input_exit", 0);
                     } else {
@@ -640,6 +708,7 @@ impl App {
     }
 
     fn type_text(&mut self, t: &str) {
+        self.last_text_at = Some(Instant::now());
         match self.input.last_mut() {
             Some(Segment::Typed(s)) => s.push_str(t),
             _ => self.input.push(Segment::Typed(t.to_string())),
@@ -647,14 +716,13 @@ impl App {
     }
 
     fn paste(&mut self, content: String) {
-        if content.contains('\n') || content.chars().count() > 800 {
-            self.pastes += 1;
-            self.input.push(Segment::Pasted {
-                number: self.pastes,
-                content,
-            });
-        } else {
-            self.type_text(&content);
+        match self.ctx.style.collapsed_paste(self.pastes + 1, &content) {
+            Some(label) => {
+                self.pastes += 1;
+                self.last_text_at = Some(Instant::now());
+                self.input.push(Segment::Pasted { label, content });
+            }
+            None => self.type_text(&content),
         }
     }
 
@@ -694,9 +762,11 @@ impl App {
         }
         self.log_prompt(&prompt, "prompt");
         let before = self.transcript.len();
-        for (i, line) in shown.lines().enumerate() {
-            self.transcript
-                .push(format!("{} {line}", if i == 0 { ">" } else { " " }));
+        let echo = self.ctx.style.prompt_echo(&shown);
+        self.transcript.extend(echo);
+        if self.ctx.style == Style::Codex && !std::mem::replace(&mut self.thread_started, true) {
+            let source = if self.resumed { "resume" } else { "startup" };
+            self.run_hook("SessionStart", None, json!({ "source": source }));
         }
         let outcome = self.run_hook("UserPromptSubmit", None, json!({ "prompt": prompt }));
         if let Some(reason) = outcome.blocked {
@@ -705,12 +775,11 @@ impl App {
             ));
             return;
         }
-        self.ctx.append_transcript(json!({
-            "type": "user",
-            "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            "sessionId": self.ctx.session_id,
-            "message": { "role": "user", "content": prompt },
-        }));
+        let entry = self
+            .ctx
+            .style
+            .transcript_entry(&self.ctx.session_id, "user", &prompt);
+        self.ctx.append_transcript(entry);
         let (cancel_tx, cancel_rx) = mpsc::channel();
         let id = self.next_turn;
         self.next_turn += 1;
@@ -733,6 +802,13 @@ impl App {
     fn slash_command(&mut self, command: &str) {
         let name = command.split_whitespace().next().unwrap_or("");
         match name {
+            "new" | "clear" if self.ctx.style == Style::Codex => {
+                // A new chat: the screen starts over; SessionStart comes with its first prompt.
+                self.transcript = self.ctx.style.banner(&self.model, &self.ctx.cwd);
+                self.allow_all_edits = false;
+                self.thread_started = false;
+                self.resumed = false;
+            }
             "clear" => {
                 self.run_hook("SessionEnd", None, json!({ "reason": "clear" }));
                 self.transcript.clear();
@@ -755,9 +831,17 @@ impl App {
             return;
         };
         let _ = turn.cancel.send(());
+        if self.ctx.style == Style::Codex {
+            // Codex keeps the prompt in the history, leaves the box as it is, and says so
+            // in a hook of its own (no Stop).
+            self.transcript.push(self.ctx.style.interrupted().into());
+            self.transcript.push(String::new());
+            self.become_idle();
+            self.run_hook("Interrupt", None, json!({}));
+            return;
+        }
         if turn.produced_output {
-            self.transcript
-                .push("  ⎿ Interrupted · What should Claude do instead?".into());
+            self.transcript.push(self.ctx.style.interrupted().into());
         } else {
             // Nothing was answered yet: the turn vanishes and its prompt comes back into
             // the input box, ahead of anything typed meanwhile.
@@ -790,6 +874,8 @@ impl App {
                 header,
                 question,
                 edit,
+                tool,
+                tool_input,
                 answer,
             } => {
                 turn.produced_output = true;
@@ -797,25 +883,35 @@ impl App {
                     let _ = answer.send(PermissionAnswer::Yes);
                     return;
                 }
+                // Claude Code notifies a while after the question shows; Codex at once.
+                let codex = self.ctx.style == Style::Codex;
                 turn.permission = Some(Permission {
                     header,
                     question,
                     edit,
                     selected: 0,
                     answer,
-                    notify_at: Some(Instant::now() + self.notify_delay),
+                    notify_at: (!codex).then(|| Instant::now() + self.notify_delay),
                 });
+                if codex {
+                    let event = self.ctx.style.permission_event();
+                    self.render();
+                    self.run_hook(
+                        event,
+                        Some(&tool),
+                        json!({ "tool_name": tool, "tool_input": tool_input }),
+                    );
+                }
             }
             TurnMsg::Done(reply) => {
                 let secs = turn.started.elapsed().as_secs();
-                self.transcript.push(format!("⏺ {reply}"));
-                self.transcript.push(String::new());
-                self.transcript.push(format!("✻ Worked for {secs}s"));
-                self.ctx.append_transcript(json!({
-                    "type": "assistant",
-                    "sessionId": self.ctx.session_id,
-                    "message": { "role": "assistant", "content": [{ "type": "text", "text": reply }] },
-                }));
+                let done = self.ctx.style.turn_done(&reply, secs);
+                self.transcript.extend(done);
+                let entry =
+                    self.ctx
+                        .style
+                        .transcript_entry(&self.ctx.session_id, "assistant", &reply);
+                self.ctx.append_transcript(entry);
                 self.become_idle();
                 // The finished screen is drawn before the Stop hook runs, as in the real TUI.
                 self.render();
@@ -843,7 +939,7 @@ impl App {
         match &self.phase {
             Phase::Starting { .. } => bottom.push("  Starting…".into()),
             Phase::Rewind => {
-                bottom.push(RULE.to_string().repeat(cols));
+                bottom.push("─".repeat(cols));
                 bottom.push(" Rewind".into());
                 bottom.push(" Restore the conversation to the point before…".into());
                 bottom.push(" ❯ (current)".into());
@@ -853,48 +949,31 @@ impl App {
                 permission: Some(p),
                 ..
             }) => {
-                bottom.push(RULE.to_string().repeat(cols));
-                bottom.push(format!(" {}", p.header));
-                bottom.push(format!(" {}", p.question));
-                let options = [
-                    "Yes",
-                    if p.edit {
-                        "Yes, allow all edits during this session"
-                    } else {
-                        "Yes, and don't ask again for this command"
-                    },
-                    "No",
-                ];
-                for (i, o) in options.iter().enumerate() {
-                    let marker = if i == p.selected { "❯" } else { " " };
-                    bottom.push(format!(" {marker} {}. {o}", i + 1));
-                }
-                bottom.push(" Esc to cancel".into());
+                bottom = self.ctx.style.permission_area(
+                    &p.header,
+                    &p.question,
+                    p.edit,
+                    p.selected,
+                    cols,
+                );
             }
             phase => {
-                if let Phase::Working(turn) = phase {
-                    let verb = WORKING_VERBS[(turn.id as usize) % WORKING_VERBS.len()];
-                    bottom.push(format!(
-                        "✶ {verb}… ({}s · esc to interrupt)",
-                        turn.started.elapsed().as_secs()
-                    ));
-                }
-                bottom.push(RULE.to_string().repeat(cols));
+                let working = match phase {
+                    Phase::Working(turn) => Some((
+                        WORKING_VERBS[(turn.id as usize) % WORKING_VERBS.len()],
+                        turn.started.elapsed().as_secs(),
+                    )),
+                    _ => None,
+                };
                 // Long input wraps inside the box, as in the real TUI.
                 let shown: String = self.input.iter().map(Segment::shown).collect();
-                let width = cols.saturating_sub(2).max(1);
-                let mut first = true;
-                for line in shown.split('\n') {
-                    for chunk in wrap(line, width) {
-                        bottom.push(format!("{} {chunk}", if first { "❯" } else { " " }));
-                        first = false;
-                    }
-                }
-                bottom.push(RULE.to_string().repeat(cols));
-                bottom.push(
-                    self.status_line
-                        .clone()
-                        .unwrap_or_else(|| FOOTER_IDLE.to_string()),
+                bottom = self.ctx.style.input_area(
+                    working,
+                    &shown,
+                    self.status_line.as_deref(),
+                    cols,
+                    &self.model,
+                    &self.ctx.cwd,
                 );
             }
         }
@@ -1013,13 +1092,15 @@ fn run_turn(
             Step::Write { path, content } => {
                 // Claude Code reports absolute paths to hooks.
                 let absolute = ctx.cwd.join(&path);
-                let tool_input = json!({ "file_path": absolute, "content": content });
+                let (tool, tool_input) = ctx.style.write_tool(&absolute, &content);
                 let verb = if ctx.cwd.join(&path).exists() {
                     "make this edit to"
                 } else {
                     "create"
                 };
-                let question = format!("Do you want to {verb} {path}?");
+                let question = ctx
+                    .style
+                    .question(&format!("Do you want to {verb} {path}?"), true);
                 let run = || {
                     let target = ctx.cwd.join(&path);
                     if let Some(parent) = target.parent() {
@@ -1032,7 +1113,7 @@ fn run_turn(
                 if !use_tool(
                     ctx,
                     &send,
-                    "Write",
+                    tool,
                     &tool_input,
                     &question,
                     true,
@@ -1058,7 +1139,7 @@ fn run_turn(
                     &send,
                     "Bash",
                     &tool_input,
-                    "Do you want to proceed?",
+                    &ctx.style.question("Do you want to proceed?", false),
                     false,
                     skip_permissions,
                     run,
@@ -1093,17 +1174,27 @@ fn use_tool(
         .or_else(|| tool_input.get("command"))
         .and_then(Value::as_str)
         .unwrap_or("");
-    let header = format!("{tool}({target})");
-    send(TurnMsg::Lines(vec![format!("⏺ {header}")]));
+    // A patch names its file on its second line.
+    let target = if tool == "apply_patch" {
+        target
+            .lines()
+            .find_map(|l| l.strip_prefix("*** Add File: "))
+            .unwrap_or(target)
+    } else {
+        target
+    };
+    let header = match ctx.style {
+        Style::Claude => format!("{tool}({target})"),
+        Style::Codex => target.to_string(),
+    };
+    send(TurnMsg::Lines(vec![ctx.style.tool_header(tool, target)]));
     let pre = ctx.hook(
         "PreToolUse",
         Some(tool),
         json!({ "tool_name": tool, "tool_input": tool_input }),
     );
     if let Some(reason) = pre.blocked {
-        send(TurnMsg::Lines(vec![format!(
-            "  ⎿ PreToolUse:{tool} hook error: {reason}"
-        )]));
+        send(TurnMsg::Lines(ctx.style.blocked(tool, &reason)));
         return true;
     }
     if !allowed {
@@ -1112,6 +1203,8 @@ fn use_tool(
             header: header.clone(),
             question: question.to_string(),
             edit,
+            tool: tool.to_string(),
+            tool_input: tool_input.clone(),
             answer: answer_tx,
         });
         // An interrupt drops the prompt, and with it the sender.
@@ -1130,16 +1223,7 @@ fn use_tool(
         Ok(out) => out.clone(),
         Err(e) => format!("Error: {e}"),
     };
-    let shown: Vec<String> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| format!("  {} {l}", if i == 0 { "⎿" } else { " " }))
-        .collect();
-    send(TurnMsg::Lines(if shown.is_empty() {
-        vec!["  ⎿ (no output)".into()]
-    } else {
-        shown
-    }));
+    send(TurnMsg::Lines(ctx.style.tool_output(&text)));
     ctx.hook(
         "PostToolUse",
         Some(tool),

@@ -227,6 +227,7 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         .profile(Arc::new(CodexProfile {
             program: config.codex.command.clone(),
             extra_args: config.codex.args.clone(),
+            env: Default::default(),
         }))
         .summariser(Arc::new(sm_lib::engine::what::ClaudeSummariser {
             program: config.claude.command.clone(),

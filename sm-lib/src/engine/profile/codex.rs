@@ -331,6 +331,8 @@ pub struct CodexProfile {
     pub program: String,
     /// Arguments placed before sm's own (e.g. `-c key=value` overrides).
     pub extra_args: Vec<String>,
+    /// Extra environment for every Codex agent (e.g. `CODEX_HOME`).
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for CodexProfile {
@@ -338,6 +340,7 @@ impl Default for CodexProfile {
         CodexProfile {
             program: "codex".into(),
             extra_args: Vec::new(),
+            env: BTreeMap::new(),
         }
     }
 }
@@ -369,7 +372,7 @@ impl AgentProfile for CodexProfile {
         if launch.skip_permissions {
             args.push("--dangerously-bypass-approvals-and-sandbox".into());
         }
-        Ok((self.program.clone(), args, BTreeMap::new()))
+        Ok((self.program.clone(), args, self.env.clone()))
     }
 
     fn read_screen(&self, rows: &[String]) -> ScreenState {
