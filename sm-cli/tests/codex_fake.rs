@@ -4,8 +4,6 @@
 //! Codex profile's regression tests wherever the real CLI is not installed.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::process::Command;
-
 use serde_json::Value;
 use sm_tests::{Options, Server, sibling};
 
@@ -17,17 +15,7 @@ fn codex_server() -> Server {
         ),
         ..Options::default()
     });
-    let setup = Command::new(sibling("sm"))
-        .args(["setup", "--agent", "codex"])
-        .env("HOME", server.path().join("home"))
-        .env_remove("CODEX_HOME")
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    server.setup_codex_hooks();
     server
 }
 

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sm_tests::{Hooks, Options, Server, bin_dir, sibling, until_explained};
+use sm_tests::{Hooks, Options, Server, npm_cli, sibling, until_explained};
 
 const PINNED: &str = "@anthropic-ai/claude-code@2.1.330";
 /// The real CLI is slower than the fake agent: a minute per condition.
@@ -32,43 +32,13 @@ fn claude() -> Result<PathBuf, String> {
 }
 
 fn find_or_install_claude() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("SM_CLAUDE_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("SM_CLAUDE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| bin_dir().parent().unwrap().join("claude-cache"));
-    let exe = cache.join("node_modules/.bin/claude");
-    if !exe.exists() {
-        eprintln!(
-            "real-claude tier: installing {PINNED} into {}",
-            cache.display()
-        );
-        std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&cache)
-            .arg(PINNED)
-            .output()
-            .map_err(|e| format!("npm is not available: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm install {PINNED} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            ));
-        }
-    }
-    let version = Command::new(&exe)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-    if !version.status.success() {
-        return Err(format!("{} --version failed", exe.display()));
-    }
-    Ok(exe)
+    npm_cli(
+        PINNED,
+        "claude",
+        "SM_CLAUDE_BIN",
+        "SM_CLAUDE_CACHE",
+        "claude-cache",
+    )
 }
 
 /// The real-Claude tier's world: the harness's server with the real CLI configured and

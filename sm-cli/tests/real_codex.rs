@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sm_tests::{Hooks, Options, Server, bin_dir, sibling, until_explained};
+use sm_tests::{Hooks, Options, Server, bin_dir, npm_cli, sibling, until_explained};
 
 const PINNED: &str = "@openai/codex@0.169.0";
 /// The real CLI is slower than the fake agent: a minute per condition.
@@ -31,43 +31,13 @@ fn codex() -> Result<PathBuf, String> {
 }
 
 fn find_or_install_codex() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("SM_CODEX_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("SM_CODEX_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| bin_dir().parent().unwrap().join("codex-cache"));
-    let exe = cache.join("node_modules/.bin/codex");
-    if !exe.exists() {
-        eprintln!(
-            "real-codex tier: installing {PINNED} into {}",
-            cache.display()
-        );
-        std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&cache)
-            .arg(PINNED)
-            .output()
-            .map_err(|e| format!("npm is not available: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm install {PINNED} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            ));
-        }
-    }
-    let version = Command::new(&exe)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
-    if !version.status.success() {
-        return Err(format!("{} --version failed", exe.display()));
-    }
-    Ok(exe)
+    npm_cli(
+        PINNED,
+        "codex",
+        "SM_CODEX_BIN",
+        "SM_CODEX_CACHE",
+        "codex-cache",
+    )
 }
 
 /// The tier's world: the harness's server with Codex configured and sm's Codex hooks
@@ -164,17 +134,7 @@ hide_full_access_warning = true
             ..Options::default()
         });
         // sm's Codex hooks, installed the way a user does it.
-        let setup = Command::new(sibling("sm"))
-            .args(["setup", "--agent", "codex"])
-            .env("HOME", server.path().join("home"))
-            .env_remove("CODEX_HOME")
-            .output()
-            .unwrap();
-        assert!(
-            setup.status.success(),
-            "sm setup --agent codex: {}",
-            String::from_utf8_lossy(&setup.stderr)
-        );
+        server.setup_codex_hooks();
         Tier {
             server,
             _api: api,

@@ -47,6 +47,53 @@ pub fn sm_bin() -> PathBuf {
     sibling("sm")
 }
 
+/// A pinned agent CLI from npm, for the real-agent tiers: `$<bin_var>` when set, else
+/// `<cache>/node_modules/.bin/<bin>`, installed there with npm when missing, with cache
+/// `$<cache_var>` or `target/<default_cache>`. Checked with `--version`; `Err` says why it
+/// cannot be had (no npm, a failed install).
+pub fn npm_cli(
+    package: &str,
+    bin: &str,
+    bin_var: &str,
+    cache_var: &str,
+    default_cache: &str,
+) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(bin_var) {
+        return Ok(PathBuf::from(p));
+    }
+    let cache = std::env::var_os(cache_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin_dir().parent().unwrap().join(default_cache));
+    let exe = cache.join("node_modules/.bin").join(bin);
+    if !exe.exists() {
+        eprintln!("installing {package} into {}", cache.display());
+        std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&cache)
+            .arg(package)
+            .output()
+            .map_err(|e| format!("npm is not available: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "npm install {package} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ));
+        }
+    }
+    let version = Command::new(&exe)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    if !version.status.success() {
+        return Err(format!("{} --version failed", exe.display()));
+    }
+    Ok(exe)
+}
+
 /// The Claude Code hooks the agents of a [`Server`] get in their `~/.claude/settings.json`.
 #[derive(Default)]
 pub enum Hooks {
@@ -741,6 +788,22 @@ impl Server {
     /// The state dir.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Installs sm's Codex hooks into the agents' `~/.codex/hooks.json` the way a user
+    /// does (`sm setup --agent codex`). Codex reads them when it starts.
+    pub fn setup_codex_hooks(&self) {
+        let setup = Command::new(sm_bin())
+            .args(["setup", "--agent", "codex"])
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("CODEX_HOME")
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "sm setup --agent codex: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
     }
 
     /// Makes the next run of [`Server::kill_hook_command`] kill the server.

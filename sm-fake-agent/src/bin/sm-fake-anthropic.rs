@@ -20,53 +20,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone)]
-enum Step {
-    Write { path: String, content: String },
-    Bash(String),
-}
+#[path = "../fake_api/script.rs"]
+mod script;
 
-struct Script {
-    steps: Vec<Step>,
-    reply: Option<String>,
-    sleep: Duration,
-}
-
-fn directives(text: &str) -> Option<Script> {
-    let mut script = Script {
-        steps: Vec::new(),
-        reply: None,
-        sleep: Duration::ZERO,
-    };
-    let mut found = false;
-    let mut rest = text;
-    while let Some(start) = rest.find("[[") {
-        let Some(len) = rest[start + 2..].find("]]") else {
-            break;
-        };
-        let body = rest[start + 2..start + 2 + len].trim().to_string();
-        rest = &rest[start + 4 + len..];
-        let (word, arg) = body.split_once(char::is_whitespace).unwrap_or((&body, ""));
-        let arg = arg.trim();
-        found = true;
-        match word {
-            "reply" => script.reply = Some(arg.to_string()),
-            "sleep" => {
-                script.sleep += Duration::from_secs_f64(arg.parse::<f64>().unwrap_or(0.0).max(0.0))
-            }
-            "write" => {
-                let (path, content) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
-                script.steps.push(Step::Write {
-                    path: path.to_string(),
-                    content: content.to_string(),
-                });
-            }
-            "bash" => script.steps.push(Step::Bash(arg.to_string())),
-            _ => {}
-        }
-    }
-    found.then_some(script)
-}
+use script::{Step, directives};
 
 /// The text of a message's content (string or blocks), without tool results.
 fn text_of(message: &Value) -> String {
@@ -132,7 +89,7 @@ fn plan(request: &Value) -> (Answer, Duration) {
             name: "Write",
             input: json!({ "file_path": path, "content": content }),
         },
-        Some(Step::Bash(command)) => Answer::Tool {
+        Some(Step::Bash { command, .. }) => Answer::Tool {
             name: "Bash",
             input: json!({ "command": command, "description": "scripted command" }),
         },
