@@ -192,7 +192,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Config => config(cfg),
-        Command::Setup(a) => commands::setup::run(a),
+        Command::Setup(a) => commands::setup::run(a, cfg),
         Command::Server => commands::attach::server(cli.config.clone()),
         other => client(cfg, timeout).and_then(|c| run(&c, other, json)),
     };

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -161,10 +162,10 @@ impl fmt::Display for SessionName {
     }
 }
 
-/// Which agent program runs in a session. Agent quirks live in profiles keyed by this.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which agent program runs in a session. Agent quirks live in profiles keyed by this: the
+/// built-in kinds, or one defined in the configuration's `agents:` section by its name.
+/// Stored, sent and parsed as its lowercase name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AgentKind {
     /// Anthropic's Claude Code CLI.
     Claude,
@@ -174,10 +175,12 @@ pub enum AgentKind {
     Fake,
     /// Any other command, treated as a plain shell program.
     Shell,
+    /// An agent defined by configuration (`agents.<name>`), by its name.
+    Custom(Arc<str>),
 }
 
 impl AgentKind {
-    /// Every kind, for parsing and help texts.
+    /// The built-in kinds, for parsing and help texts.
     pub const ALL: [AgentKind; 4] = [
         AgentKind::Claude,
         AgentKind::Codex,
@@ -186,33 +189,91 @@ impl AgentKind {
     ];
 
     /// The stable lowercase name used in storage, the API and the CLI.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             AgentKind::Claude => "claude",
             AgentKind::Codex => "codex",
             AgentKind::Fake => "fake",
             AgentKind::Shell => "shell",
+            AgentKind::Custom(name) => name,
         }
+    }
+
+    /// A configured kind's name: 1–32 lowercase letters, digits, `-` or `_`, starting with
+    /// a letter, and not a built-in kind's name.
+    pub fn custom(name: &str) -> Result<AgentKind> {
+        let ok = (1..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+        if !ok {
+            return Err(Error::InvalidInput(format!(
+                "invalid agent name {name:?}: use 1-32 lowercase letters, digits, '-' or '_', starting with a letter"
+            )));
+        }
+        if AgentKind::ALL.iter().any(|k| k.as_str() == name) {
+            return Err(Error::InvalidInput(format!(
+                "{name:?} is a built-in agent kind; configure it in its own section ({name}:)"
+            )));
+        }
+        Ok(AgentKind::Custom(Arc::from(name)))
     }
 }
 
 impl FromStr for AgentKind {
     type Err = Error;
+    /// A built-in kind's name, or any valid name of a configured kind (whether one is
+    /// configured is for the engine to say).
     fn from_str(s: &str) -> Result<Self> {
-        AgentKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "unknown agent kind {s:?} (expected one of: claude, codex, fake, shell)"
-                ))
-            })
+        if let Some(kind) = AgentKind::ALL.into_iter().find(|k| k.as_str() == s) {
+            return Ok(kind);
+        }
+        AgentKind::custom(s).map_err(|_| {
+            Error::InvalidInput(format!(
+                "unknown agent kind {s:?} (expected claude, codex, fake, shell or a configured agent's name)"
+            ))
+        })
     }
 }
 
 impl fmt::Display for AgentKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// In API documents an agent kind is its name.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for AgentKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "claude, codex, fake, shell, or the name of an agent defined in `agents:`",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for AgentKind {}
+
+impl Serialize for AgentKind {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AgentKind {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 

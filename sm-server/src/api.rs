@@ -510,7 +510,7 @@ async fn spawn(
             ));
         }
     };
-    let mut request = SpawnRequest::new(agent, working_dir);
+    let mut request = SpawnRequest::new(agent.clone(), working_dir);
     request.prompt = body.prompt;
     request.name = body.name.map(|n| n.parse::<SessionName>()).transpose()?;
     request.model = body

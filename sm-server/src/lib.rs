@@ -23,7 +23,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sm_lib::engine::{AgentEnv, ClaudeProfile, CodexProfile, EngineConfig, FakeProfile};
+use sm_lib::engine::{
+    AgentEnv, ClaudeProfile, CodexProfile, ConfiguredProfile, EngineConfig, FakeProfile,
+};
 use sm_lib::sandbox::Sandbox;
 use sm_lib::{
     Config, Engine, TerminalBackend,
@@ -256,6 +258,9 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
     if !notifiers.is_empty() {
         builder = builder.notifier(Arc::new(sm_lib::FanoutNotifier::new(notifiers, budget)));
     }
+    for (name, definition) in &config.agents {
+        builder = builder.profile(Arc::new(ConfiguredProfile::new(name, definition.clone())?));
+    }
     if let Some(program) = fake_agent_program(config) {
         builder = builder.profile(Arc::new(FakeProfile {
             program,
@@ -320,9 +325,17 @@ fn telegram_from_config(config: &Config) -> Result<Option<telegram::Telegram>, S
 
 /// The configured default model of each agent kind that has one.
 fn default_models(config: &Config) -> std::collections::HashMap<sm_lib::AgentKind, String> {
+    let configured = config
+        .agents
+        .keys()
+        .filter_map(|name| sm_lib::AgentKind::custom(name).ok());
     sm_lib::AgentKind::ALL
         .into_iter()
-        .filter_map(|kind| Some((kind, config.default_model(kind)?.to_string())))
+        .chain(configured)
+        .filter_map(|kind| {
+            let model = config.default_model(&kind)?.to_string();
+            Some((kind, model))
+        })
         .collect()
 }
 

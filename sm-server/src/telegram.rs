@@ -482,16 +482,20 @@ impl Telegram {
     async fn new_session(&self, arg: &str, engine: &Engine) -> sm_lib::Result<(String, SessionId)> {
         // `/new codex ~/repo`: an agent kind first picks it over the configured one.
         let (first, rest) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
-        let (agent, arg) = match first.parse::<sm_lib::AgentKind>() {
-            Ok(kind) => (kind, rest.trim()),
-            Err(_) => (self.shared.agent, arg),
+        let named = first
+            .parse::<sm_lib::AgentKind>()
+            .ok()
+            .filter(|kind| engine.agent_kinds().contains(kind));
+        let (agent, arg) = match named {
+            Some(kind) => (kind, rest.trim()),
+            None => (self.shared.agent.clone(), arg),
         };
         let dir = if arg.is_empty() {
             self.shared.default_dir.clone()
         } else {
             sm_lib::config::expand_tilde(std::path::Path::new(arg))
         };
-        let mut request = SpawnRequest::new(agent, &dir);
+        let mut request = SpawnRequest::new(agent.clone(), &dir);
         request.model = self.shared.default_models.get(&agent).cloned();
         let session = engine.spawn(&Caller::Admin, request).await?;
         let text = format!(

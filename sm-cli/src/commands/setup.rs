@@ -11,8 +11,9 @@ use crate::client::CliError;
 #[derive(clap::Args)]
 pub struct Args {
     /// Which agent's configuration: `claude` (`~/.claude/settings.json`), `codex`
-    /// (`$CODEX_HOME/hooks.json`, default `~/.codex/hooks.json`) or `all`.
-    #[arg(long, default_value = "claude", value_parser = ["claude", "codex", "all"])]
+    /// (`$CODEX_HOME/hooks.json`, default `~/.codex/hooks.json`), `all` of those two, or an
+    /// agent defined under `agents:` with `hooks: true` (its `hooks_file`).
+    #[arg(long, default_value = "claude")]
     pub agent: String,
     /// Claude Code: install into this repository's `.claude/settings.json` instead of
     /// `~/.claude/`.
@@ -166,11 +167,30 @@ fn codex_hooks_path() -> Result<PathBuf, CliError> {
     Ok(dir.join("hooks.json"))
 }
 
+/// Where a configured agent (`agents.<name>`) takes sm's hooks: its `hooks_file`.
+fn configured_hooks_path(name: &str, config: Option<&Path>) -> Result<PathBuf, CliError> {
+    let loaded = sm_lib::Config::load(config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let Some(agent) = loaded.config.agents.get(name) else {
+        return Err(CliError::Usage(format!(
+            "unknown agent {name:?}: use claude, codex, all, or an agent defined under agents: in the configuration"
+        )));
+    };
+    match (&agent.hooks_file, agent.hooks) {
+        (Some(file), true) => Ok(sm_lib::config::expand_tilde(file)),
+        (_, false) => Err(CliError::Usage(format!(
+            "agents.{name} has no hooks (hooks: false): there is nothing to set up; sm reads its screen"
+        ))),
+        (None, true) => Err(CliError::Usage(format!(
+            "agents.{name}.hooks_file is not set: say where its settings file is"
+        ))),
+    }
+}
+
 /// Runs `sm setup`.
-pub fn run(args: Args) -> Result<(), CliError> {
+pub fn run(args: Args, config: Option<&Path>) -> Result<(), CliError> {
     if args.project && args.agent != "claude" {
         return Err(CliError::Usage(
-            "--project is for Claude Code's settings; Codex reads hooks only from $CODEX_HOME"
+            "--project is for Claude Code's settings only (Codex reads hooks from $CODEX_HOME)"
                 .into(),
         ));
     }
@@ -180,6 +200,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     if args.agent == "codex" || args.agent == "all" {
         targets.push((codex_hooks_path()?, CODEX_HOOKS));
+    }
+    if targets.is_empty() {
+        // A configured agent with Claude Code-style hooks.
+        targets.push((configured_hooks_path(&args.agent, config)?, CLAUDE_HOOKS));
     }
     for (path, hooks) in targets {
         install(&path, hooks, &args)?;

@@ -46,6 +46,9 @@ pub struct Config {
     pub claude: ClaudeConfig,
     /// How the Codex CLI is started (operator-controlled, like `claude`).
     pub codex: CodexConfig,
+    /// More agent kinds, defined without code: by name, how to start each and read its
+    /// screen.
+    pub agents: std::collections::BTreeMap<String, AgentDefinition>,
     /// The fake agent, for demos and tests (`--agent fake`).
     pub fake_agent: FakeAgentConfig,
     /// Workspace locks.
@@ -205,10 +208,14 @@ impl Config {
 
     /// The model a spawn of `agent` gets when it names none (`claude.default_model`,
     /// `codex.default_model`).
-    pub fn default_model(&self, agent: crate::types::AgentKind) -> Option<&str> {
+    pub fn default_model(&self, agent: &crate::types::AgentKind) -> Option<&str> {
         match agent {
             crate::types::AgentKind::Claude => self.claude.default_model.as_deref(),
             crate::types::AgentKind::Codex => self.codex.default_model.as_deref(),
+            crate::types::AgentKind::Custom(name) => self
+                .agents
+                .get(name.as_ref())
+                .and_then(|a| a.default_model.as_deref()),
             crate::types::AgentKind::Fake | crate::types::AgentKind::Shell => None,
         }
     }

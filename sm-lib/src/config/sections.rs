@@ -168,6 +168,54 @@ impl Default for CodexConfig {
     }
 }
 
+/// `agents.<name>`: an agent kind defined without code — how to start it and how to read
+/// its screen. Regexes are Rust `regex` syntax, matched against one screen row each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AgentDefinition {
+    /// The program.
+    pub command: String,
+    /// Its arguments; `{session_id}` stands for the session's id.
+    pub args: Vec<String>,
+    /// Added when a model is chosen; `{model}` stands for it. Empty: the agent takes none.
+    pub model_args: Vec<String>,
+    /// Added to resume an earlier conversation; `{resume}` stands for its id. Empty: the
+    /// agent cannot resume.
+    pub resume_args: Vec<String>,
+    /// Added for a spawn without permission prompts.
+    pub skip_permissions_args: Vec<String>,
+    /// The model when a spawn does not name one.
+    pub default_model: Option<String>,
+    /// A row that shows the agent waiting for input.
+    pub ready: Option<String>,
+    /// A row that shows a turn running.
+    pub working: Option<String>,
+    /// A row that asks a question only a person can answer; the numbered rows under it
+    /// (`1. Yes`) are its options.
+    pub question: Option<String>,
+    /// The input box's row, its first capture group the text in it. With it, typed text
+    /// and its submission are checked on screen; without it they are not.
+    pub input: Option<String>,
+    /// What an empty input box shows in place of text (e.g. `Type your message`): read as
+    /// empty.
+    pub placeholder: Option<String>,
+    /// An answer's row, its first capture group the answer (the last message of a turn no
+    /// hook reported).
+    pub answer: Option<String>,
+    /// Typed to reset the agent's context (e.g. `/clear`).
+    pub clear: Option<String>,
+    /// The key that interrupts a turn: `escape` (default) or `ctrl-c`.
+    pub interrupt: Option<String>,
+    /// The agent runs Claude Code-style hooks (`sm hook <event>` with Claude Code's event
+    /// names and payloads) — then turns are read from them, the screen is the fallback.
+    pub hooks: bool,
+    /// Where `sm setup --agent <name>` writes sm's hooks: a settings file in Claude Code's
+    /// shape (`{"hooks": {...}}`).
+    pub hooks_file: Option<PathBuf>,
+    /// How long Enter waits after typed text, in milliseconds.
+    pub submit_gap_ms: u64,
+}
+
 /// `fake_agent.*`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]

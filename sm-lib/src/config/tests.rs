@@ -208,3 +208,43 @@ fn an_override_with_a_bad_choice_names_the_variable_the_key_and_the_choices() {
         "{err}"
     );
 }
+
+#[test]
+fn agent_definitions_are_checked_by_key() {
+    let check = |yaml: &str| {
+        Config::from_yaml(yaml, None)
+            .unwrap()
+            .config
+            .validate(None)
+            .map_err(|e| e.to_string())
+    };
+    let good =
+        "agents:\n  boxy:\n    command: boxy\n    input: '^> ?(.*)$'\n    default_model: m1\n";
+    assert!(check(good).is_ok());
+    let c = Config::from_yaml(good, None).unwrap().config;
+    assert_eq!(
+        c.default_model(&"boxy".parse().unwrap()),
+        Some("m1"),
+        "a configured agent's default model"
+    );
+    for (yaml, key) in [
+        ("agents:\n  boxy:\n    command: ''\n", "agents.boxy.command"),
+        (
+            "agents:\n  boxy:\n    command: b\n    ready: '(['\n",
+            "agents.boxy.ready",
+        ),
+        (
+            "agents:\n  boxy:\n    command: b\n    input: '^> .*$'\n",
+            "agents.boxy.input",
+        ),
+        (
+            "agents:\n  boxy:\n    command: b\n    interrupt: tab\n",
+            "agents.boxy.interrupt",
+        ),
+        ("agents:\n  Bad Name:\n    command: b\n", "agents.Bad Name"),
+        ("agents:\n  claude:\n    command: b\n", "agents.claude"),
+    ] {
+        let err = check(yaml).unwrap_err();
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
+}

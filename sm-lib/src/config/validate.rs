@@ -70,6 +70,37 @@ impl Config {
         if self.delivery.max_message_bytes == 0 {
             return Err(bad("delivery.max_message_bytes", "must be at least 1"));
         }
+        for (name, agent) in &self.agents {
+            let key = |field: &str| format!("agents.{name}.{field}");
+            crate::types::AgentKind::custom(name)
+                .map_err(|e| bad(&format!("agents.{name}"), &e.to_string()))?;
+            if agent.command.trim().is_empty() {
+                return Err(bad(&key("command"), "must name the program to run"));
+            }
+            for (field, pattern) in [
+                ("ready", &agent.ready),
+                ("working", &agent.working),
+                ("question", &agent.question),
+                ("input", &agent.input),
+                ("answer", &agent.answer),
+            ] {
+                if let Some(pattern) = pattern {
+                    let re = regex::Regex::new(pattern)
+                        .map_err(|e| bad(&key(field), &format!("not a valid regex: {e}")))?;
+                    if matches!(field, "input" | "answer") && re.captures_len() < 2 {
+                        return Err(bad(
+                            &key(field),
+                            "needs a capture group for the text, e.g. '^> (.*)$'",
+                        ));
+                    }
+                }
+            }
+            if let Some(key_name) = &agent.interrupt {
+                if !matches!(key_name.as_str(), "escape" | "ctrl-c") {
+                    return Err(bad(&key("interrupt"), "must be escape or ctrl-c"));
+                }
+            }
+        }
         if self.terminal.tmux_socket.is_empty() || self.terminal.tmux_socket.contains(['/', '\0']) {
             return Err(bad(
                 "terminal.tmux_socket",

@@ -40,8 +40,8 @@ use crate::types::{
 };
 use actor::{Actor, Command};
 pub use profile::{
-    AgentProfile, AgentSignal, ClaudeProfile, CodexProfile, FakeProfile, HookReport, Launch,
-    ShellProfile,
+    AgentProfile, AgentSignal, ClaudeProfile, CodexProfile, ConfiguredProfile, FakeProfile,
+    HookReport, Launch, ShellProfile,
 };
 pub use sanitize::sanitize_message;
 pub use screen::{ScreenState, read_screen};
@@ -385,6 +385,13 @@ impl Engine {
     /// The terminal backend the engine uses.
     pub fn backend(&self) -> &Arc<dyn TerminalBackend> {
         &self.inner.backend
+    }
+
+    /// The agent kinds this engine can start (those with a profile).
+    pub fn agent_kinds(&self) -> Vec<AgentKind> {
+        let mut kinds: Vec<AgentKind> = self.inner.profiles.keys().cloned().collect();
+        kinds.sort();
+        kinds
     }
 
     /// The engine's settings.

@@ -24,7 +24,16 @@ impl Engine {
             .get(&request.agent)
             .cloned()
             .ok_or_else(|| {
-                Error::NotSupported(format!("no profile for agent kind {}", request.agent))
+                let known: Vec<String> = self
+                    .agent_kinds()
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect();
+                Error::NotSupported(format!(
+                    "no agent kind {} here (known: {}; define more under agents: in the configuration)",
+                    request.agent,
+                    known.join(", ")
+                ))
             })?;
         let working_dir =
             request
@@ -74,7 +83,7 @@ impl Engine {
                 request.agent
             )));
         }
-        let mut session = Session::new(id.clone(), request.agent, working_dir.clone());
+        let mut session = Session::new(id.clone(), request.agent.clone(), working_dir.clone());
         session.name = request.name.clone();
         session.parent = caller.session().cloned();
         session.model = request.model.clone();

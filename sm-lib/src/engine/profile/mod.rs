@@ -6,6 +6,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod configured;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +19,7 @@ use crate::types::{AgentKind, SessionId};
 
 pub use claude::{ClaudeProfile, FakeProfile};
 pub use codex::CodexProfile;
+pub use configured::ConfiguredProfile;
 
 /// What an agent reported through one of its hooks, in sm's words: the input of the turn
 /// logic. A profile turns its agent's own hook events into these.
