@@ -131,3 +131,46 @@ fn an_agent_defined_in_the_configuration_is_driven_by_its_screen_markers() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("nosuch") && err.contains("mock"), "{err}");
 }
+
+#[test]
+fn sm_setup_installs_hooks_where_a_configured_agent_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("boxy/settings.json");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  boxy:\n    command: boxy\n    hooks: true\n    hooks_file: {}\n  quiet:\n    command: q\n",
+            settings.display()
+        ),
+    )
+    .unwrap();
+    let sm = |args: &[&str]| {
+        std::process::Command::new(sibling("sm"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(sm(&["setup", "--agent", "boxy"]).status.success());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
+    assert!(
+        written["hooks"]["Stop"][0]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("sm hook stop")
+    );
+    assert!(
+        sm(&["setup", "--agent", "boxy", "--uninstall"])
+            .status
+            .success()
+    );
+    assert_eq!(std::fs::read_to_string(&settings).unwrap().trim(), "{}");
+    for (agent, says) in [("quiet", "has no hooks"), ("nope", "unknown agent")] {
+        let out = sm(&["setup", "--agent", agent]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says));
+    }
+}
