@@ -661,3 +661,35 @@ async fn a_wake_waited_a_second_when_the_idle_parents_screen_was_caught_mid_redr
         "the second message waited {gap:?} after the first"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_under_way_at_shutdown_was_left_delivering() {
+    let s = sim(EngineConfig::default()).await;
+    s.backend.set_next_agent(SimulatedAgent {
+        swallow_enters: 1,
+        ..SimulatedAgent::default()
+    });
+    let w = s.spawn("w", None).await;
+    let m = s.send(&w, "in flight", DeliveryMode::Sequential).await;
+    // The first Enter is lost: the delivery waits to press it again when the stop comes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !s
+        .backend
+        .received(&w.id)
+        .iter()
+        .any(|r| matches!(r, Received::Key(Key::Enter, _)))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Enter was pressed"
+        );
+        pass(Duration::from_millis(10)).await;
+    }
+    let stored = s.store.get_message(m.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, MessageState::Delivering);
+    s.engine.shutdown_gracefully(Duration::from_secs(30)).await;
+    // The actor finished the delivery (pressed Enter again, saw it taken) before it stopped.
+    let stored = s.store.get_message(m.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, MessageState::Delivered);
+    assert_eq!(s.backend.submitted(&w.id), vec!["in flight"]);
+}

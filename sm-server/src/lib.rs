@@ -465,8 +465,7 @@ pub async fn serve_with(
         permits.acquire_many(options.max_connections as u32),
     )
     .await;
-    engine.shutdown();
-    // Give actors a moment to stop typing before the process exits.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Actors finish what they are typing (and record it) before the process exits.
+    engine.shutdown_gracefully(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -510,11 +510,37 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops the engine's actors. Agents keep running; a new engine re-adopts them.
+    /// Stops the engine's actors. Agents keep running; a new engine re-adopts them. An
+    /// actor finishes what it is doing first (a delivery, a clear); this does not wait for
+    /// it — [`Engine::shutdown_gracefully`] does.
     pub fn shutdown(&self) {
-        for (_, h) in lock_map(&self.inner.actors).drain() {
-            let _ = h.commands.send(Command::Shutdown);
+        self.stop_actors();
+    }
+
+    /// [`Engine::shutdown`], then waits — for up to `timeout` — until every actor has
+    /// finished what it was doing and stopped, so a delivery under way is recorded as what
+    /// it became (delivered, requeued, failed) rather than left to restart recovery.
+    pub async fn shutdown_gracefully(&self, timeout: Duration) {
+        let stopping = self.stop_actors();
+        let all_stopped = futures::future::join_all(stopping.iter().map(|tx| tx.closed()));
+        if tokio::time::timeout(timeout, all_stopped).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "some sessions were still busy at shutdown; restart recovery settles them"
+            );
         }
+    }
+
+    /// Tells every actor to stop; the senders of their command channels, which close
+    /// once each actor has stopped.
+    fn stop_actors(&self) -> Vec<mpsc::UnboundedSender<Command>> {
+        lock_map(&self.inner.actors)
+            .drain()
+            .map(|(_, h)| {
+                let _ = h.commands.send(Command::Shutdown);
+                h.commands
+            })
+            .collect()
     }
 }
 

@@ -15,7 +15,7 @@ impl Engine {
     /// is queued by then). The caller becomes its parent.
     ///
     /// Errors: invalid name, model or working dir; [`Error::NameTaken`];
-    /// [`Error::NotSupported`] for an agent kind without a profile; [`Error::Backend`] when
+    /// [`Error::InvalidInput`] for an agent kind without a profile; [`Error::Backend`] when
     /// the agent cannot start or never becomes ready (it is then killed and marked dead).
     pub async fn spawn(&self, caller: &Caller, request: SpawnRequest) -> Result<Session> {
         let profile = self
@@ -29,8 +29,8 @@ impl Engine {
                     .iter()
                     .map(|k| k.to_string())
                     .collect();
-                Error::NotSupported(format!(
-                    "no agent kind {} here (known: {}; define more under agents: in the configuration)",
+                Error::InvalidInput(format!(
+                    "unknown agent kind {} (known here: {}; define more under agents: in the configuration)",
                     request.agent,
                     known.join(", ")
                 ))
