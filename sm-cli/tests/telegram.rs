@@ -474,3 +474,41 @@ fn an_agent_idle_past_the_timeout_is_announced() {
         "{text}"
     );
 }
+
+#[test]
+fn telegram_new_starts_the_agent_kind_it_names_with_that_kinds_default_model() {
+    let fake = FakeBotApi::start();
+    // Codex here is the fake agent in its Codex style.
+    let server = start_with(
+        &fake,
+        &format!(
+            "codex:\n  command: {}\n  args: [\"--style\", \"codex\"]\n  default_model: gpt-5.5\n",
+            sibling("sm-fake-agent").display()
+        ),
+    );
+    let work = server.work().display().to_string();
+    fake.say(OPERATOR, &format!("/new codex {work}"), None);
+    let (_, receipt) = fake.wait_sent("the /new answer", OPERATOR, |t| t.contains("started"));
+    let all = server.json(&["all"]);
+    let session = &all.as_array().unwrap()[0];
+    assert_eq!(session["agent"], "codex", "{all}");
+    assert_eq!(session["model"], "gpt-5.5", "codex.default_model: {all}");
+    assert_eq!(session["working_dir"].as_str().unwrap(), work);
+    fake.say(OPERATOR, "work for codex", Some(&receipt));
+    until(
+        "the Codex agent's first job",
+        Duration::from_secs(30),
+        || {
+            server
+                .all_prompts()
+                .iter()
+                .any(|(_, p)| p == "work for codex")
+                .then_some(())
+        },
+    );
+    // A first word that names no agent kind here is the directory, as before.
+    fake.say(OPERATOR, "/new nosuchkind", None);
+    fake.wait_sent("a clear refusal", OPERATOR, |t| {
+        t.starts_with("⚠️") && t.contains("nosuchkind")
+    });
+}
