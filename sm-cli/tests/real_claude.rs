@@ -10,49 +10,30 @@
 //! `cargo test -p sm-cli --test real_claude -- --nocapture`
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sm_tests::{Hooks, Options, Server, npm_cli, sibling, until_explained};
+use sm_tests::{FakeApi, Options, Server, real_claude_cli, real_claude_options, until_explained};
 
-const PINNED: &str = "@anthropic-ai/claude-code@2.1.330";
 /// The real CLI is slower than the fake agent: a minute per condition.
 const DEADLINE: Duration = Duration::from_secs(60);
-const API_KEY: &str = "sk-ant-offline-test-0123456789abcdefghij";
 
-/// The real CLI, installing it into the cache when needed; `Err` says why it is missing.
-/// Once per test process: the tests here run in parallel, and two installs into one cache
-/// (or running it while the other installs) fail.
 fn claude() -> Result<PathBuf, String> {
-    static CLAUDE: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    CLAUDE.get_or_init(find_or_install_claude).clone()
-}
-
-fn find_or_install_claude() -> Result<PathBuf, String> {
-    npm_cli(
-        PINNED,
-        "claude",
-        "SM_CLAUDE_BIN",
-        "SM_CLAUDE_CACHE",
-        "claude-cache",
-    )
+    real_claude_cli()
 }
 
 /// The real-Claude tier's world: the harness's server with the real CLI configured and
 /// sm's hooks installed by `sm setup`, and the fake Messages API it talks to.
 struct Tier {
     server: Server,
-    api: Child,
+    _api: FakeApi,
 }
 
 impl Drop for Tier {
     fn drop(&mut self) {
         self.server.stop();
-        let _ = self.api.kill();
-        let _ = self.api.wait();
     }
 }
 
@@ -65,54 +46,13 @@ impl Tier {
     /// A tier whose server listens on a fixed port when `fixed_port`, so a restart keeps
     /// the agents' hooks pointed at it.
     fn start_on(claude: &Path, fixed_port: bool, sandbox: &'static str) -> Tier {
-        let mut api = Command::new(sibling("sm-fake-anthropic"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(api.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let api_url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-
-        // Skip first-run screens, trust the working dirs, allow skip-permissions.
-        let key_tail = &API_KEY[API_KEY.len() - 20..];
-        let claude_json = serde_json::json!({
-            "hasCompletedOnboarding": true,
-            "customApiKeyResponses": { "approved": [key_tail], "rejected": [] },
-            "projects": {
-                "{dir}/work": { "hasTrustDialogAccepted": true },
-                "{dir}/work/repo": { "hasTrustDialogAccepted": true },
-            },
-        });
-        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let api = FakeApi::start("sm-fake-anthropic", &[]);
         let server = Server::start_opts(Options {
-            // sm's hooks, installed the way a user does it.
-            hooks: Hooks::Setup(serde_json::json!({ "skipDangerousModePermissionPrompt": true })),
-            home_files: vec![(".claude.json".into(), claude_json.to_string())],
-            git_repo: true,
             fixed_port,
             sandbox: Some(sandbox),
-            extra_config: format!(
-                "claude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\n",
-                claude.display()
-            ),
-            env: vec![
-                env("ANTHROPIC_BASE_URL", &api_url),
-                env("ANTHROPIC_API_KEY", API_KEY),
-                env("DISABLE_AUTOUPDATER", "1"),
-                env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-                env("DISABLE_TELEMETRY", "1"),
-                env("DISABLE_ERROR_REPORTING", "1"),
-                env("IS_SANDBOX", "1"),
-            ],
-            ..Options::default()
+            ..real_claude_options(claude, &api.url)
         });
-        Tier { server, api }
+        Tier { server, _api: api }
     }
 
     /// After the server died (a hook killed it): start it again at once.

@@ -11,60 +11,40 @@
 //! `cargo test -p sm-cli --test real_codex -- --nocapture`
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sm_tests::{Hooks, Options, Server, bin_dir, npm_cli, sibling, until_explained};
+use sm_tests::{
+    FakeApi, Hooks, Options, Server, add_real_codex, bin_dir, real_codex_cli, sibling,
+    until_explained,
+};
 
-const PINNED: &str = "@openai/codex@0.169.0";
 /// The real CLI is slower than the fake agent: a minute per condition.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The real CLI, installing it into the cache when needed; `Err` says why it is missing.
-/// Once per test process (two installs into one cache would fail).
-fn codex() -> Result<PathBuf, String> {
-    static CODEX: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    CODEX.get_or_init(find_or_install_codex).clone()
-}
-
-fn find_or_install_codex() -> Result<PathBuf, String> {
-    npm_cli(
-        PINNED,
-        "codex",
-        "SM_CODEX_BIN",
-        "SM_CODEX_CACHE",
-        "codex-cache",
-    )
-}
 
 /// The tier's world: the harness's server with Codex configured and sm's Codex hooks
 /// installed by `sm setup --agent codex`, and the fake Responses API Codex talks to.
 struct Tier {
     server: Server,
-    _api: Api,
     api_log: PathBuf,
-    /// Codex refuses to sandbox commands when its home is under the temp dir: the agents'
-    /// temp dir is this one, outside the state dir.
+    _api: FakeApi,
+    /// The agents' temp dir, outside the state dir (see [`add_real_codex`]).
     _tmp: tempfile::TempDir,
-}
-
-/// The fake API's process, killed when dropped (also when the tier fails to start).
-struct Api(Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 impl Drop for Tier {
     fn drop(&mut self) {
         self.server.stop();
     }
+}
+
+/// A temp dir for the agents, under the target dir (not under the system temp dir that
+/// holds the state dir and so Codex's home).
+fn agents_tmp() -> tempfile::TempDir {
+    let scratch = bin_dir().parent().unwrap().join("codex-tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    tempfile::tempdir_in(&scratch).unwrap()
 }
 
 impl Tier {
@@ -76,69 +56,23 @@ impl Tier {
     /// A tier whose server listens on a fixed port when `fixed_port`, so a restart keeps
     /// the agents' hooks pointed at it.
     fn start_on(codex: &Path, fixed_port: bool, sandbox: &'static str) -> Tier {
-        let scratch = bin_dir().parent().unwrap().join("codex-tmp");
-        std::fs::create_dir_all(&scratch).unwrap();
-        let tmp = tempfile::tempdir_in(&scratch).unwrap();
+        let tmp = agents_tmp();
         let api_log = tmp.path().join("api.jsonl");
-        let mut api = Api(Command::new(sibling("sm-fake-openai"))
-            .arg("--log")
-            .arg(&api_log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap());
-        let mut line = String::new();
-        BufReader::new(api.0.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let api_url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        // A clean start: the fake provider, no update check or telemetry, trusted working
-        // dirs (no trust screen), the model-upgrade notice marked as seen.
-        let config = format!(
-            r#"model = "gpt-5.5"
-model_provider = "fake"
-check_for_update_on_startup = false
-[model_providers.fake]
-name = "fake"
-base_url = "{api_url}/v1"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-[analytics]
-enabled = false
-[feedback]
-enabled = false
-[projects."{{dir}}/work"]
-trust_level = "trusted"
-[projects."{{dir}}/work/repo"]
-trust_level = "trusted"
-[notice]
-hide_full_access_warning = true
-[notice.model_migrations]
-"gpt-5.5" = "gpt-6-sol"
-"#
-        );
-        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
-        let server = Server::start_opts(Options {
+        let api = FakeApi::start("sm-fake-openai", &["--log".as_ref(), api_log.as_os_str()]);
+        let mut options = Options {
             hooks: Hooks::Setup(serde_json::json!({})),
-            home_files: vec![(".codex/config.toml".into(), config)],
-            git_repo: true,
             fixed_port,
             sandbox: Some(sandbox),
-            extra_config: format!("codex:\n  command: {}\n", codex.display()),
-            env: vec![env("TMPDIR", tmp.path().to_str().unwrap())],
             ..Options::default()
-        });
+        };
+        add_real_codex(&mut options, codex, &api.url, tmp.path());
+        let server = Server::start_opts(options);
         // sm's Codex hooks, installed the way a user does it.
         server.setup_codex_hooks();
         Tier {
             server,
-            _api: api,
             api_log,
+            _api: api,
             _tmp: tmp,
         }
     }
@@ -226,7 +160,7 @@ fn skip_or_fail(why: &str) {
 
 #[test]
 fn sm_drives_the_real_codex_cli() {
-    let codex = match codex() {
+    let codex = match real_codex_cli() {
         Ok(p) => p,
         Err(why) => return skip_or_fail(&why),
     };
@@ -405,7 +339,7 @@ fn add_kill_in_prompt_hook(t: &Tier) {
 
 #[test]
 fn a_codex_prompt_reaches_the_model_once_when_the_server_dies_after_its_prompt_hook() {
-    let codex = match codex() {
+    let codex = match real_codex_cli() {
         Ok(p) => p,
         Err(why) => return skip_or_fail(&why),
     };

@@ -47,6 +47,161 @@ pub fn sm_bin() -> PathBuf {
     sibling("sm")
 }
 
+/// The real-agent tiers' pinned CLIs.
+pub const CLAUDE_PACKAGE: &str = "@anthropic-ai/claude-code@2.1.330";
+/// See [`CLAUDE_PACKAGE`].
+pub const CODEX_PACKAGE: &str = "@openai/codex@0.169.0";
+
+/// The real Claude Code CLI (see [`npm_cli`]), installed once per test process: tests run
+/// in parallel, and two installs into one cache (or a run during an install) fail.
+pub fn real_claude_cli() -> Result<PathBuf, String> {
+    static CLI: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CLI.get_or_init(|| {
+        npm_cli(
+            CLAUDE_PACKAGE,
+            "claude",
+            "SM_CLAUDE_BIN",
+            "SM_CLAUDE_CACHE",
+            "claude-cache",
+        )
+    })
+    .clone()
+}
+
+/// The real Codex CLI, like [`real_claude_cli`].
+pub fn real_codex_cli() -> Result<PathBuf, String> {
+    static CLI: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CLI.get_or_init(|| {
+        npm_cli(
+            CODEX_PACKAGE,
+            "codex",
+            "SM_CODEX_BIN",
+            "SM_CODEX_CACHE",
+            "codex-cache",
+        )
+    })
+    .clone()
+}
+
+/// A fake model API (`sm-fake-anthropic`, `sm-fake-openai`) as a child process, its URL
+/// read from the line it prints first; killed when dropped.
+pub struct FakeApi {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl FakeApi {
+    /// Starts the binary `name` with `args`.
+    pub fn start(name: &str, args: &[&std::ffi::OsStr]) -> FakeApi {
+        use std::io::BufRead;
+        let mut child = Command::new(sibling(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{name} printed {line:?}"))
+            .to_string();
+        FakeApi { child, url }
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The API key the real Claude Code is given against the fake API.
+const OFFLINE_ANTHROPIC_KEY: &str = "sk-ant-offline-test-0123456789abcdefghij";
+
+/// Server options under which the real Claude Code (`claude`) runs offline against the
+/// fake Messages API at `api_url`: first-run screens skipped, the key approved, the work
+/// dirs trusted, sm's hooks installed by `sm setup`, `work/repo` a git repository.
+pub fn real_claude_options(claude: &Path, api_url: &str) -> Options {
+    let key = OFFLINE_ANTHROPIC_KEY;
+    let claude_json = serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "customApiKeyResponses": { "approved": [&key[key.len() - 20..]], "rejected": [] },
+        "projects": {
+            "{dir}/work": { "hasTrustDialogAccepted": true },
+            "{dir}/work/repo": { "hasTrustDialogAccepted": true },
+        },
+    });
+    let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+    Options {
+        hooks: Hooks::Setup(serde_json::json!({ "skipDangerousModePermissionPrompt": true })),
+        home_files: vec![(".claude.json".into(), claude_json.to_string())],
+        git_repo: true,
+        extra_config: format!(
+            "claude:\n  command: {}\n  args: [\"--permission-mode\", \"default\"]\n",
+            claude.display()
+        ),
+        env: vec![
+            env("ANTHROPIC_BASE_URL", api_url),
+            env("ANTHROPIC_API_KEY", key),
+            env("DISABLE_AUTOUPDATER", "1"),
+            env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            env("DISABLE_TELEMETRY", "1"),
+            env("DISABLE_ERROR_REPORTING", "1"),
+            env("IS_SANDBOX", "1"),
+        ],
+        ..Options::default()
+    }
+}
+
+/// Adds to `options` what the real Codex (`codex`) needs to run offline against the fake
+/// Responses API at `api_url`: its `config.toml` (the fake provider, no update check or
+/// telemetry, the work dirs trusted, the model-upgrade notice seen) and an agents' temp
+/// dir `tmp` outside the state dir (Codex will not sandbox commands when its home is under
+/// the temp dir). Install sm's Codex hooks with [`Server::setup_codex_hooks`] once the
+/// server is up.
+pub fn add_real_codex(options: &mut Options, codex: &Path, api_url: &str, tmp: &Path) {
+    let config = format!(
+        r#"model = "gpt-5.5"
+model_provider = "fake"
+check_for_update_on_startup = false
+[model_providers.fake]
+name = "fake"
+base_url = "{api_url}/v1"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+[analytics]
+enabled = false
+[feedback]
+enabled = false
+[projects."{{dir}}/work"]
+trust_level = "trusted"
+[projects."{{dir}}/work/repo"]
+trust_level = "trusted"
+[notice]
+hide_full_access_warning = true
+[notice.model_migrations]
+"gpt-5.5" = "gpt-6-sol"
+"#
+    );
+    options
+        .home_files
+        .push((".codex/config.toml".into(), config));
+    options.git_repo = true;
+    options
+        .extra_config
+        .push_str(&format!("codex:\n  command: {}\n", codex.display()));
+    options
+        .env
+        .push(("TMPDIR".into(), tmp.display().to_string()));
+}
+
 /// A pinned agent CLI from npm, for the real-agent tiers: `$<bin_var>` when set, else
 /// `<cache>/node_modules/.bin/<bin>`, installed there with npm when missing, with cache
 /// `$<cache_var>` or `target/<default_cache>`. Checked with `--version`; `Err` says why it
