@@ -34,11 +34,18 @@ fn is_rule(line: &str) -> bool {
     t.chars().count() >= 10 && t.chars().all(|c| c == '─' || c == '━')
 }
 
-fn is_option(line: &str) -> Option<String> {
-    let t = line.trim_start().trim_start_matches('❯').trim_start();
+/// The label of a numbered option row (`1. Yes`), after any of the selection `markers`
+/// an agent draws before the selected one; `None` for any other row. Every profile reads
+/// its questions' options with this, each with its own markers.
+pub(crate) fn numbered_option(line: &str, markers: &[char]) -> Option<String> {
+    let t = line.trim_start().trim_start_matches(markers).trim_start();
     let (num, rest) = t.split_once(". ")?;
     num.parse::<u8>().ok()?;
     Some(rest.trim().to_string())
+}
+
+fn is_option(line: &str) -> Option<String> {
+    numbered_option(line, &['❯'])
 }
 
 /// Classifies a captured screen.

@@ -136,10 +136,7 @@ pub fn read_hook(event: &str, payload: &Value) -> HookReport {
 }
 
 fn is_option(line: &str) -> Option<String> {
-    let t = line.trim_start().trim_start_matches(PROMPT).trim_start();
-    let (num, rest) = t.split_once(". ")?;
-    num.parse::<u8>().ok()?;
-    Some(rest.trim().to_string())
+    crate::engine::screen::numbered_option(line, &[PROMPT])
 }
 
 /// Where the composer is: the index of its first row (`› …`) and its text.

@@ -41,14 +41,9 @@ fn compile(name: &str, field: &str, pattern: &Option<String>) -> Result<Option<R
         .transpose()
 }
 
+/// Any of the selection markers agent TUIs draw before the selected option.
 fn is_option(line: &str) -> Option<String> {
-    let t = line
-        .trim_start()
-        .trim_start_matches(['❯', '›', '>', '*', '●', '•', '→', '▸'])
-        .trim_start();
-    let (num, rest) = t.split_once(". ")?;
-    num.parse::<u8>().ok()?;
-    Some(rest.trim().to_string())
+    crate::engine::screen::numbered_option(line, &['❯', '›', '>', '*', '●', '•', '→', '▸'])
 }
 
 impl ConfiguredProfile {
