@@ -383,3 +383,88 @@ fn a_codex_prompt_reaches_the_model_once_when_the_server_dies_after_its_prompt_h
     assert_eq!(t.prompts_received("exactly once please"), 1);
     assert_eq!(t.prompts_received("after [[reply after done]]"), 1);
 }
+
+/// How many user entries in the Claude Code transcripts under the tier's home hold `text`:
+/// what the Claude model was given.
+fn claude_prompts(t: &Tier, text: &str) -> usize {
+    let projects = t.server.path().join("home/.claude/projects");
+    let mut n = 0;
+    for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let body = std::fs::read_to_string(file.path()).unwrap_or_default();
+            n += body
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| {
+                    v["type"] == "user" && v["message"]["content"].to_string().contains(text)
+                })
+                .count();
+        }
+    }
+    n
+}
+
+#[test]
+fn a_real_claude_em_is_woken_once_by_the_real_codex_worker_it_spawned() {
+    let codex = match real_codex_cli() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&why),
+    };
+    let claude = match sm_tests::real_claude_cli() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&format!("the real Claude Code: {why}")),
+    };
+    // One server, both CLIs, each against its own fake model API.
+    let tmp = agents_tmp();
+    let api_log = tmp.path().join("api.jsonl");
+    let openai = FakeApi::start("sm-fake-openai", &["--log".as_ref(), api_log.as_os_str()]);
+    let anthropic = FakeApi::start("sm-fake-anthropic", &[]);
+    let mut options = Options {
+        sandbox: Some("bwrap"),
+        ..sm_tests::real_claude_options(&claude, &anthropic.url)
+    };
+    add_real_codex(&mut options, &codex, &openai.url, tmp.path());
+    let server = Server::start_opts(options);
+    server.setup_codex_hooks();
+    let t = Tier {
+        server,
+        api_log,
+        _api: openai,
+        _tmp: tmp,
+    };
+    let work = t.server.work();
+    std::fs::write(
+        work.join("em.sh"),
+        "sm spawn --agent codex --skip-permissions --name worker --wait 90 \
+         'worker task [[reply worker done]]'\n",
+    )
+    .unwrap();
+    let out = t.ok(&[
+        "spawn",
+        "--agent",
+        "claude",
+        "--name",
+        "em",
+        "--skip-permissions",
+        "--dir",
+        work.to_str().unwrap(),
+        "[[bash sh em.sh]] [[reply waiting for the worker]]",
+    ]);
+    assert!(out.starts_with("spawned em"), "{out}");
+    t.until("the worker's turn", "worker", || {
+        t.prompts_received("worker task") == 1
+    });
+    t.until("the Claude EM woken by its Codex worker", "em", || {
+        claude_prompts(&t, "[sm] worker") >= 1
+    });
+    assert_eq!(claude_prompts(&t, "[sm] worker"), 1, "{}", t.explain("em"));
+    assert_eq!(claude_prompts(&t, "worker done"), 1, "{}", t.explain("em"));
+    let worker = t.server.session("worker");
+    assert_eq!(worker["agent"], "codex", "{worker}");
+    assert_eq!(worker["parent"], t.server.session("em")["id"], "{worker}");
+    drop(anthropic);
+}

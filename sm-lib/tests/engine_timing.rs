@@ -42,6 +42,24 @@ async fn sim(config: EngineConfig) -> Sim {
     let backend = MemoryBackend::new();
     let store = Arc::new(MemoryStore::new());
     let notes = Arc::new(Recorder::default());
+    let engine = start_engine(&backend, &store, &notes, config).await;
+    Sim {
+        engine,
+        backend,
+        store,
+        notes,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// An engine over `store` and `backend`, their simulated agents' hooks forwarded to it; a
+/// second one over the same two is sm restarted (its recovery runs first).
+async fn start_engine(
+    backend: &MemoryBackend,
+    store: &Arc<MemoryStore>,
+    notes: &Arc<Recorder>,
+    config: EngineConfig,
+) -> Engine {
     let mut hooks = backend.hook_events();
     let engine = Engine::builder(store.clone(), Arc::new(backend.clone()))
         .profile(Arc::new(FakeProfile {
@@ -59,13 +77,7 @@ async fn sim(config: EngineConfig) -> Sim {
             let _ = forward.hook(&id, event).await;
         }
     });
-    Sim {
-        engine,
-        backend,
-        store,
-        notes,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    engine
 }
 
 impl Sim {
@@ -692,4 +704,55 @@ async fn a_delivery_under_way_at_shutdown_was_left_delivering() {
     let stored = s.store.get_message(m.id).await.unwrap().unwrap();
     assert_eq!(stored.state, MessageState::Delivered);
     assert_eq!(s.backend.submitted(&w.id), vec!["in flight"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prompt_restored_by_an_interrupt_was_submitted_again_after_a_restart() {
+    let mut s = sim(EngineConfig::default()).await;
+    let w = s.spawn("w", None).await;
+    // Two urgent messages whose last 40 characters are the same, as a sender's numbered
+    // messages often are.
+    let first = "job 1 [[sleep 600]] :: the same long tail for both of these messages";
+    let second = "job 2 [[sleep 600]] :: the same long tail for both of these messages";
+    s.send(&w, first, DeliveryMode::Urgent).await;
+    pass(Duration::from_secs(2)).await;
+    assert_eq!(s.backend.submitted(&w.id), vec![first]);
+    // sm stops right after it claimed the second and pressed Escape: the interrupted turn
+    // had answered nothing yet, so its prompt is back in the input box.
+    s.engine.shutdown_gracefully(Duration::from_secs(30)).await;
+    let queued = s
+        .store
+        .enqueue(sm_lib::NewMessage {
+            target: w.id.clone(),
+            sender: None,
+            text: second.into(),
+            mode: DeliveryMode::Urgent,
+            client_key: None,
+        })
+        .await
+        .unwrap();
+    let claimed = s
+        .store
+        .claim_next(&w.id, &[DeliveryMode::Urgent])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, queued.value.id);
+    s.backend.send_key(&w.id, Key::Escape).await.unwrap();
+    s.engine = start_engine(&s.backend, &s.store, &s.notes, EngineConfig::default()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let m = s.store.get_message(claimed.id).await.unwrap().unwrap();
+        if m.state.is_terminal() {
+            assert_eq!(m.state, MessageState::Delivered, "{m:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {m:?}");
+        pass(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.backend.submitted(&w.id),
+        vec![first, second],
+        "each message reaches the agent once"
+    );
 }

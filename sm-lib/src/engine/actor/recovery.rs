@@ -94,7 +94,21 @@ impl Actor {
                 Some(ScreenState::Ready { input })
                     if !input.is_empty() && landed(self.profile.as_ref(), input, &message.text) =>
                 {
-                    return self.submit_left_over(message).await;
+                    if self.is_left_over(message, input) {
+                        return self.submit_left_over(message).await;
+                    }
+                    // Only its end matches: it may be another message's text, such as the
+                    // prompt an urgent message's interrupt put back into the box. Nothing in
+                    // the box was submitted, so taking it back and typing this one again
+                    // neither loses nor doubles anything.
+                    if matches!(self.empty_input_box().await, Ok(true)) {
+                        return Attempt::Retry(
+                            "the input box held text that may not have been this message's \
+                             after the restart"
+                                .into(),
+                        );
+                    }
+                    return Attempt::Fail(MAYBE_DELIVERED.into());
                 }
                 // Typed in part when sm stopped: never submitted. Take it back.
                 Some(ScreenState::Ready { input })
@@ -184,6 +198,16 @@ impl Actor {
         } else {
             Attempt::Retry("it never reached the agent before the restart".into())
         }
+    }
+
+    /// Whether the text left in the input box after a restart is `message`, typed whole
+    /// and not submitted. A paste shows only as a placeholder, which is this message's
+    /// unless an urgent message's interrupt may have put another prompt back into the box.
+    fn is_left_over(&self, message: &Message, input: &str) -> bool {
+        if self.profile.is_paste_placeholder(input) {
+            return message.mode != DeliveryMode::Urgent;
+        }
+        normalize(input) == normalize(&message.text)
     }
 
     /// A message typed before a restart but never submitted: press Enter (twice at most).
