@@ -154,6 +154,9 @@ enum Command {
         /// Session id, id prefix or name (default: mine).
         target: Option<String>,
     },
+    /// Serve sm's tools to the agent this runs in over the Model Context Protocol (stdio);
+    /// run by the agent's client, registered by `sm setup`.
+    Mcp,
     /// Install sm's hooks into Claude Code's settings (~/.claude, or --project).
     Setup(commands::setup::Args),
     /// Check the configuration and print the effective settings as JSON.
@@ -192,6 +195,13 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Config => config(cfg),
+        Command::Mcp => {
+            // Only ever as the agent it runs in; without its identity, no tools.
+            let agent = commands::mcp::agent_identity()
+                .then(|| client(cfg, timeout).ok())
+                .flatten();
+            commands::mcp::run(agent)
+        }
         Command::Setup(a) => commands::setup::run(a, cfg),
         Command::Server => commands::attach::server(cli.config.clone()),
         other => client(cfg, timeout).and_then(|c| run(&c, other, json)),
@@ -247,6 +257,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         | Command::AutoLock
         | Command::Config
         | Command::Setup(_)
+        | Command::Mcp
         | Command::Completions { .. } => Ok(()),
     }
 }

@@ -363,13 +363,28 @@ fn setup_installs_hooks_idempotently_keeps_other_settings_and_uninstalls() {
         installed["hooks"]["PreToolUse"][0]["hooks"][0]["command"],
         format!("{sm_path} auto-lock")
     );
+    // sm's MCP server, registered for Claude Code at user scope.
+    let claude_json = home.path().join(".claude.json");
+    let registered: Value =
+        serde_json::from_str(&std::fs::read_to_string(&claude_json).unwrap()).unwrap();
+    assert_eq!(registered["mcpServers"]["sm"]["command"], sm_path);
+    assert_eq!(registered["mcpServers"]["sm"]["args"][0], "mcp");
     let again = sm(&["setup"]);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to change"));
+    let again = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert_eq!(again.matches("nothing to change").count(), 2, "{again}");
 
     assert!(sm(&["setup", "--uninstall"]).status.success());
     let back: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
     let want: Value = serde_json::from_str(original).unwrap();
     assert_eq!(back, want);
+    let unregistered: Value =
+        serde_json::from_str(&std::fs::read_to_string(&claude_json).unwrap()).unwrap();
+    assert!(unregistered.get("mcpServers").is_none(), "{unregistered}");
+    // --no-mcp: the hooks alone.
+    std::fs::remove_file(&claude_json).unwrap();
+    assert!(sm(&["setup", "--no-mcp"]).status.success());
+    assert!(!claude_json.exists());
+    assert!(sm(&["setup", "--uninstall"]).status.success());
 
     std::fs::write(&settings, "{ broken").unwrap();
     let refused = sm(&["setup"]);

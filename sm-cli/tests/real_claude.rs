@@ -438,3 +438,89 @@ fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_ho
     });
     assert_eq!(prompts_in_transcripts(&t, "exactly once please"), 1);
 }
+
+#[test]
+fn a_real_claude_agent_coordinates_through_sm_s_mcp_tools() {
+    let claude = match claude() {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("## real-claude tier SKIPPED: {why}");
+            assert!(
+                std::env::var_os("SM_REQUIRE_REAL_CLAUDE").is_none(),
+                "SM_REQUIRE_REAL_CLAUDE is set but the real CLI is unavailable: {why}"
+            );
+            return;
+        }
+    };
+    // `sm setup` (run by the tier) registered `sm mcp` in ~/.claude.json.
+    let t = Tier::start(&claude);
+    let registered: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("home/.claude.json")).unwrap())
+            .unwrap();
+    assert_eq!(registered["mcpServers"]["sm"]["args"][0], "mcp");
+    let work = t.work();
+    t.ok(&["spawn", "--agent", "fake", "--name", "b"]);
+    t.spawn("em", &work, true);
+
+    // The model calls mcp__sm__send: the message reaches the other agent exactly once.
+    t.ok(&[
+        "send",
+        "em",
+        r#"[[tool mcp__sm__send {"target": "b", "text": "hello through mcp"}]] [[reply sent it]]"#,
+    ]);
+    t.idle_with("em", "● sent it");
+    let prompts = || t.server.prompts("b");
+    t.until("b to receive the message", || {
+        prompts().iter().any(|p| p == "hello through mcp")
+    });
+    // Claude Code gives the model the tool's structured content: the queued message.
+    t.until_explained(
+        "em's tool result in its transcript",
+        || transcript_entries(&t, "user", r#"\"state\":\"queued\""#) > 0,
+        || transcripts(&t),
+    );
+    assert_eq!(
+        prompts()
+            .iter()
+            .filter(|p| p.as_str() == "hello through mcp")
+            .count(),
+        1,
+        "{:?}",
+        prompts()
+    );
+    // It was sent as em: the store records em as its sender.
+    let em_id = t.server.session("em")["id"].as_str().unwrap().to_string();
+    let message = t.server.message("hello through mcp").unwrap();
+    assert_eq!(message.sender.map(|s| s.to_string()), Some(em_id.clone()));
+
+    // The model calls mcp__sm__spawn: a child starts, with em as its parent.
+    t.ok(&[
+        "send",
+        "em",
+        r#"[[tool mcp__sm__spawn {"agent": "fake", "name": "mcpkid", "prompt": "kid task"}]] [[reply spawned it]]"#,
+    ]);
+    t.idle_with("em", "● spawned it");
+    let kid = t
+        .server
+        .find("mcpkid")
+        .unwrap_or_else(|| panic!("no child; em's transcript:\n{}", transcripts(&t)));
+    assert_eq!(kid["parent"], em_id.as_str(), "{kid}");
+    t.server.wait_prompts("mcpkid", 1);
+    assert_eq!(t.server.prompts("mcpkid"), vec!["kid task".to_string()]);
+}
+
+/// Every transcript line under the tier's home (for failure messages).
+fn transcripts(t: &Tier) -> String {
+    let mut out = String::new();
+    let projects = t.path().join("home/.claude/projects");
+    for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push_str(&std::fs::read_to_string(file.path()).unwrap_or_default());
+        }
+    }
+    out
+}

@@ -468,3 +468,51 @@ fn a_real_claude_em_is_woken_once_by_the_real_codex_worker_it_spawned() {
     assert_eq!(worker["parent"], t.server.session("em")["id"], "{worker}");
     drop(anthropic);
 }
+
+/// The environment of each running `sm mcp` process, as `KEY=value` entries.
+fn sm_mcp_environments() -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_sm_mcp = args.len() >= 2 && args[0].ends_with(b"/sm") && args[1] == b"mcp";
+        if !is_sm_mcp {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        found.push(
+            environ
+                .split(|b| *b == 0)
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect(),
+        );
+    }
+    found
+}
+
+#[test]
+fn codex_runs_sm_s_mcp_server_with_the_agent_s_identity() {
+    let codex = match real_codex_cli() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&why),
+    };
+    // `sm setup --agent codex` (run by the tier) registered `sm mcp` in config.toml.
+    let t = Tier::start(&codex);
+    let config = std::fs::read_to_string(t.server.path().join("home/.codex/config.toml")).unwrap();
+    assert!(config.contains("[mcp_servers.sm]"), "{config}");
+    let work = t.server.work();
+    t.spawn("x1", &work, true);
+    t.ok(&["send", "x1", "look around [[reply looked]]"]);
+    t.idle_with("x1", "• looked");
+    // Codex started sm's MCP server, and forwarded the agent's identity to it (Codex
+    // hands MCP servers only the variables `env_vars` names).
+    let id = t.server.session("x1")["id"].as_str().unwrap().to_string();
+    let token = t.server.agent_token("x1");
+    t.until("Codex to start sm mcp with x1's identity", "x1", || {
+        sm_mcp_environments().iter().any(|env| {
+            env.contains(&format!("SM_SESSION_ID={id}"))
+                && env.contains(&format!("SM_TOKEN={token}"))
+                && env.iter().any(|e| e.starts_with("SM_SERVER_URL="))
+        })
+    });
+}

@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod hook;
 pub mod locks;
+pub mod mcp;
 pub mod send;
 pub mod sessions;
 pub mod setup;

@@ -4,7 +4,8 @@
 //! It answers `POST /v1/messages` (streaming SSE, or plain JSON when `stream` is false) from
 //! directives in the conversation's first user prompt that has any:
 //! `[[reply text]]` (the final answer), `[[write path content]]` (a Write tool call),
-//! `[[bash command]]` (a Bash tool call), `[[sleep N]]` (delay before answering). Each
+//! `[[bash command]]` (a Bash tool call), `[[tool name {json}]]` (a call of any tool, e.g.
+//! an MCP server's), `[[sleep N]]` (delay before answering). Each
 //! request answers the next step: the first tool call not yet answered by a `tool_result`,
 //! else the reply. Every other endpoint answers 404, which the CLI tolerates.
 //!
@@ -25,13 +26,23 @@ mod script;
 
 use script::{Step, directives};
 
-/// The text of a message's content (string or blocks), without tool results.
+/// Whether a content block is prompt text: text that is not one of the reminders Claude
+/// Code adds to user messages.
+fn is_prompt_text(block: &Value) -> bool {
+    block["type"] == "text"
+        && block["text"]
+            .as_str()
+            .is_some_and(|t| !t.trim_start().starts_with("<system-reminder>"))
+}
+
+/// The prompt text of a message's content (string or blocks), without tool results and
+/// reminders.
 fn text_of(message: &Value) -> String {
     match &message["content"] {
         Value::String(s) => s.clone(),
         Value::Array(blocks) => blocks
             .iter()
-            .filter(|b| b["type"] == "text")
+            .filter(|b| is_prompt_text(b))
             .filter_map(|b| b["text"].as_str())
             .collect::<Vec<_>>()
             .join("\n"),
@@ -39,19 +50,45 @@ fn text_of(message: &Value) -> String {
     }
 }
 
-fn tool_results(messages: &[Value]) -> usize {
+/// A key for the turn a prompt starts: the prompt and how many times it was sent before.
+/// Tool-call ids carry it, because Claude Code merges a conversation's messages (a new
+/// prompt goes into the user message holding the previous turn's tool results, and the
+/// assistant's messages are joined), so positions cannot tell turns apart.
+fn turn_key(messages: &[Value], prompt: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let sent = messages
+        .iter()
+        .filter(|m| m["role"] == "user" && text_of(m).contains(prompt))
+        .count();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (prompt, sent).hash(&mut hasher);
+    format!("toolu_{:x}_", hasher.finish())
+}
+
+/// How many of this turn's tool calls have their results.
+fn tool_results(messages: &[Value], key: &str) -> usize {
     messages
         .iter()
         .filter(|m| m["role"] == "user")
         .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
-        .filter(|b| b["type"] == "tool_result")
+        .filter(|b| {
+            b["type"] == "tool_result"
+                && b["tool_use_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(key))
+        })
         .count()
 }
 
 /// What to answer: a tool call, or final text.
 enum Answer {
     Text(String),
-    Tool { name: &'static str, input: Value },
+    Tool {
+        name: String,
+        input: Value,
+        /// The call's id: the turn's key and the step.
+        id: String,
+    },
 }
 
 fn plan(request: &Value) -> (Answer, Duration) {
@@ -78,7 +115,9 @@ fn plan(request: &Value) -> (Answer, Duration) {
             Duration::ZERO,
         );
     };
-    let answered = tool_results(&messages[start..]);
+    let key = turn_key(&messages, &prompt);
+    let answered = tool_results(&messages, &key);
+    let id = format!("{key}{answered}_{:x}", rand_id());
     let delay = if answered == 0 {
         script.sleep
     } else {
@@ -86,12 +125,19 @@ fn plan(request: &Value) -> (Answer, Duration) {
     };
     let answer = match script.steps.get(answered) {
         Some(Step::Write { path, content }) => Answer::Tool {
-            name: "Write",
+            name: "Write".into(),
+            id,
             input: json!({ "file_path": path, "content": content }),
         },
         Some(Step::Bash { command, .. }) => Answer::Tool {
-            name: "Bash",
+            name: "Bash".into(),
+            id,
             input: json!({ "command": command, "description": "scripted command" }),
+        },
+        Some(Step::Tool { name, input }) => Answer::Tool {
+            name: name.clone(),
+            id,
+            input: serde_json::from_str(input).unwrap_or_else(|_| json!({})),
         },
         None => Answer::Text(script.reply.unwrap_or_else(|| "Done.".into())),
     };
@@ -122,8 +168,8 @@ async fn messages(body: Bytes) -> Response {
             "end_turn",
             json!({ "type": "text", "text": text }),
         ),
-        Answer::Tool { name, input } => {
-            let tool_id = format!("toolu_{:x}", rand_id());
+        Answer::Tool { name, input, id } => {
+            let tool_id = id.clone();
             (
                 json!({ "type": "tool_use", "id": tool_id, "name": name, "input": {} }),
                 json!({ "type": "input_json_delta", "partial_json": input.to_string() }),

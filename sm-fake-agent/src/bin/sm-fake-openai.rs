@@ -14,7 +14,7 @@
 //! answered at once with a fixed title and never run a script.
 //!
 //! `--log FILE` appends one JSON line per scripted request: the Codex session id, the turn's
-//! prompt and how many tool outputs it carried — so a test can count how often the model
+//! prompt, how many tool outputs it carried and the names of the tools offered — so a test can count how often the model
 //! received a message. Prints `listening on http://127.0.0.1:<port>` and serves until
 //! killed; `--port N` picks the port (default: any free one).
 
@@ -119,6 +119,14 @@ fn plan(request: &Value) -> (String, usize, Answer, Duration) {
                 "status": "completed",
             }))
         }
+        Some(Step::Tool { name, input }) => Answer::Call(json!({
+            "type": "function_call",
+            "id": format!("fc_{call_id}"),
+            "call_id": call_id,
+            "name": name,
+            "arguments": input,
+            "status": "completed",
+        })),
         None => Answer::Text(script.reply.unwrap_or_else(|| "Done.".into())),
     };
     (prompt, answered, answer, delay)
@@ -218,7 +226,14 @@ async fn responses(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Byte
     }
     let (prompt, answered, answer, delay) = plan(&request);
     if let Some(log) = &fake.log {
-        let line = json!({ "session_id": session, "prompt": prompt, "tool_outputs": answered });
+        // The tools Codex offers the model, by name (MCP servers' tools among them).
+        let tools: Vec<Value> = request["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().or(t["type"].as_str()).map(|n| json!(n)))
+            .collect();
+        let line = json!({ "session_id": session, "prompt": prompt, "tool_outputs": answered, "tools": tools });
         if let Ok(mut file) = log.lock() {
             let _ = writeln!(file, "{line}");
         }

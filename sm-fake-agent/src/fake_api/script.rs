@@ -1,7 +1,8 @@
 //! The directives the fake model APIs (`sm-fake-anthropic`, `sm-fake-openai`) read from a
 //! turn's prompt: `[[reply text]]`, `[[write path content]]`, `[[bash command]]`,
 //! `[[escalate command]]` (a command that asks for approval, where the agent has such a
-//! thing), `[[sleep N]]`.
+//! thing), `[[tool name {json input}]]` (a call of any other tool the agent offers the
+//! model, such as an MCP server's `mcp__sm__send`), `[[sleep N]]`.
 
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ pub enum Step {
     Write { path: String, content: String },
     /// Run a command; `escalate` asks the agent to ask the user first.
     Bash { command: String, escalate: bool },
+    /// Call the tool `name` with `input` (JSON text).
+    Tool { name: String, input: String },
 }
 
 /// What a prompt scripts.
@@ -46,6 +49,13 @@ pub fn directives(text: &str) -> Option<Script> {
                 script.steps.push(Step::Write {
                     path: path.to_string(),
                     content: content.to_string(),
+                });
+            }
+            "tool" => {
+                let (name, input) = arg.split_once(char::is_whitespace).unwrap_or((arg, "{}"));
+                script.steps.push(Step::Tool {
+                    name: name.to_string(),
+                    input: input.trim().to_string(),
                 });
             }
             "bash" | "escalate" => script.steps.push(Step::Bash {
