@@ -159,6 +159,9 @@ enum Command {
     Mcp,
     /// Install sm's hooks into Claude Code's settings (~/.claude, or --project).
     Setup(commands::setup::Args),
+    /// Keep the server running as a user service (systemd; launchd on macOS): install,
+    /// uninstall, status.
+    Service(commands::service::Args),
     /// Check the configuration and print the effective settings as JSON.
     Config,
     /// Print shell completions.
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
             commands::mcp::run(agent)
         }
         Command::Setup(a) => commands::setup::run(a, cfg),
+        Command::Service(a) => commands::service::run(a, cfg),
         Command::Server => commands::attach::server(cli.config.clone()),
         other => client(cfg, timeout).and_then(|c| run(&c, other, json)),
     };
@@ -258,6 +262,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         | Command::Config
         | Command::Setup(_)
         | Command::Mcp
+        | Command::Service(_)
         | Command::Completions { .. } => Ok(()),
     }
 }

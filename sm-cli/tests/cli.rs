@@ -951,3 +951,108 @@ fn status_is_one_request_that_says_who_asks_every_session_and_every_lock() {
         "{text}"
     );
 }
+
+#[test]
+fn service_install_writes_a_valid_unit_enables_it_and_uninstall_removes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // A stand-in for systemctl that records what it was asked, and fails when told to.
+    let calls = home.path().join("systemctl.log");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\n[ -e {}/fail ] && {{ echo 'Failed to connect to bus' >&2; exit 1; }}\ncase \"$2\" in is-enabled) echo enabled;; is-active) echo active;; esac\nexit 0\n",
+            calls.display(),
+            home.path().display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", fake.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = home.path().join("config.yaml");
+    std::fs::write(&config, "server:\n  port: 8420\n").unwrap();
+    let sm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sm"))
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env("PATH", &path)
+            .env("SM_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let unit = home.path().join(".config/systemd/user/sm.service");
+
+    let out = sm(&["service", "install"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let server = std::path::Path::new(env!("CARGO_BIN_EXE_sm")).with_file_name("sm-server");
+    assert!(
+        text.contains(&format!(
+            "ExecStart={} --config {}",
+            server.display(),
+            config.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("KillMode=process"), "{text}");
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert!(log.contains("--user daemon-reload"), "{log}");
+    assert!(log.contains("--user enable --now sm.service"), "{log}");
+    // systemd itself accepts the unit, where it is installed.
+    match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+    {
+        Ok(v) => assert!(
+            v.status.success(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&v.stderr)
+        ),
+        Err(_) => eprintln!("systemd-analyze is not installed: verify skipped"),
+    }
+
+    let status = String::from_utf8(sm(&["service", "status"]).stdout).unwrap();
+    assert!(status.contains("enabled: enabled"), "{status}");
+    assert!(status.contains("active: active"), "{status}");
+
+    // When the session manager cannot be reached, the file stays and the user is told how.
+    std::fs::write(home.path().join("fail"), "").unwrap();
+    let refused = sm(&["service", "install"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("could not be enabled") && err.contains("systemctl --user"),
+        "{err}"
+    );
+    assert!(unit.exists());
+    std::fs::remove_file(home.path().join("fail")).unwrap();
+
+    let removed = sm(&["service", "uninstall"]);
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(!unit.exists());
+    let log = std::fs::read_to_string(&calls).unwrap();
+    assert!(log.contains("--user disable --now sm.service"), "{log}");
+    let status = String::from_utf8(sm(&["service", "status"]).stdout).unwrap();
+    assert!(status.contains("not installed"), "{status}");
+    // A configuration file that does not exist is refused before anything is written.
+    let missing = Command::new(env!("CARGO_BIN_EXE_sm"))
+        .args(["service", "install", "--config", "/nonexistent/sm.yaml"])
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join(".config"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(!unit.exists());
+}

@@ -5,6 +5,7 @@ pub mod hook;
 pub mod locks;
 pub mod mcp;
 pub mod send;
+pub mod service;
 pub mod sessions;
 pub mod setup;
 pub mod spawn;
