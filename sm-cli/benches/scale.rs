@@ -9,7 +9,9 @@
 //!   an idle target, and urgent to a busy one;
 //! - idle cost: CPU time of the server and the tmux server over the idle window with every
 //!   agent idle, and the server's RSS;
-//! - scale: spawning every agent, then one message round trip through each.
+//! - scale: spawning every agent, then one message round trip through each;
+//! - `sm watch`: its CPU time over the same idle window with every session on its screen,
+//!   and the time each redraw of them took (its `--stats`).
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
 use std::process::Command;
@@ -351,9 +353,54 @@ fn main() {
     }
     let server_pid = b.server.child.id();
     let tmux_pid = tmux_server_pid(&b.server.socket).unwrap_or(0);
+    // The dashboard watches the idle swarm from a tmux of its own.
+    let watch_socket = format!("sm-bench-watch-{}", std::process::id());
+    let watch_stats = b.server.path().join("watch.stats");
+    let watch_cmd = format!(
+        "exec env -u SM_SESSION_ID -u SM_TOKEN -u SM_SERVER_URL SM_CONFIG={} {} watch --stats 2> {}",
+        b.server.path().join("config.yaml").display(),
+        sm_tests::sm_bin().display(),
+        watch_stats.display()
+    );
+    let tmux_watch = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &watch_socket])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    tmux_watch(&["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "60", &watch_cmd]);
+    let watch_pid: u32 = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = tmux_watch(&["capture-pane", "-p"]);
+            if screen.contains(&format!("{} live", ids.len() + 3)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sm watch never showed the swarm:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tmux_watch(&["display-message", "-p", "#{pane_pid}"])
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let w0 = cpu_secs(watch_pid);
     let (s0, t0) = (cpu_secs(server_pid), cpu_secs(tmux_pid));
     std::thread::sleep(Duration::from_secs(idle_secs));
     let (s1, t1) = (cpu_secs(server_pid), cpu_secs(tmux_pid));
+    let w1 = cpu_secs(watch_pid);
+    tmux_watch(&["send-keys", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&watch_stats)
+        .unwrap_or_default()
+        .contains("frames drawn")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux_watch(&["kill-server"]);
     let share = |d: f64| d / idle_secs as f64 * 100.0;
     let cpu = share((s1 - s0) + (t1 - t0));
     println!(
@@ -365,6 +412,15 @@ fn main() {
         } else {
             "MISSES < 1%"
         }
+    );
+    println!(
+        "sm watch idle with {total} sessions shown, {idle_secs} s: {:.0} CPU ticks ({:.2}% of one core); {}",
+        (w1 - w0) * 100.0,
+        share(w1 - w0),
+        std::fs::read_to_string(&watch_stats)
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches("sm watch: ")
     );
     let rss = rss_mb(server_pid);
     println!(

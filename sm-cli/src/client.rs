@@ -82,8 +82,13 @@ pub struct Client {
 }
 
 fn agent_with(timeout: Duration) -> ureq::Agent {
+    agent_limited(Some(timeout))
+}
+
+/// An agent whose requests take at most `timeout` overall (`None`: no limit, for streams).
+fn agent_limited(timeout: Option<Duration>) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
+        .timeout_global(timeout)
         .timeout_connect(Some(Duration::from_millis(500)))
         .http_status_as_error(false)
         // ureq's 128 KiB buffers are zeroed at every connection, a visible share of a
@@ -280,6 +285,35 @@ impl Client {
                 other => return other,
             }
         }
+    }
+
+    /// GET `path` as a stream without an overall timeout (server-sent events): the body,
+    /// once the server answered 2xx.
+    pub fn stream(&self, path: &str) -> Result<ureq::Body, CliError> {
+        let agent = agent_limited(None);
+        let req = self.identified(agent.get(format!("{}{path}", self.url)));
+        let response = req.call().map_err(|e| match e {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                CliError::ServerDown(self.url.clone())
+            }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                CliError::ServerDown(self.url.clone())
+            }
+            other => CliError::Usage(format!("request to {} failed: {other}", self.url)),
+        })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(CliError::Api {
+                code: "http_error".into(),
+                message: format!("HTTP {status} from {path}"),
+            });
+        }
+        Ok(response.into_body())
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// DELETE `path`.

@@ -100,6 +100,8 @@ enum Command {
     Who,
     /// Show me, the live sessions and the locks.
     Status,
+    /// A live dashboard of the swarm in the terminal (`--once`: one frame as text).
+    Watch(commands::watch::Args),
     /// Exit 0 if no other live session works in my directory (outside a session: the
     /// current directory), 1 otherwise.
     Alone,
@@ -237,6 +239,7 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
         Command::Task { task, session } => sessions::task(c, &task, session, json),
         Command::Subagents { target } => sessions::subagents(c, target, json),
         Command::Status => sessions::status(c, json),
+        Command::Watch(a) => commands::watch::run(c.with_timeout(Duration::from_secs(30)), a),
         Command::Alone => {
             if sessions::alone(c, json)? {
                 Ok(())

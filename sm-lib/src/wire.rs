@@ -217,6 +217,9 @@ pub struct SessionView {
     /// The argv that attaches a human to its terminal, when the backend allows.
     #[serde(default)]
     pub attach: Option<Vec<String>>,
+    /// How many messages wait for it (queued, or being typed).
+    #[serde(default)]
+    pub queued: usize,
 }
 
 /// Who the caller of `GET /me` (and `GET /status`) is.

@@ -434,9 +434,29 @@ async fn health(State(state): State<AppState>) -> ApiResult<Health> {
     }))
 }
 
+/// Every session with its queue depth (two store reads, whatever the number of sessions).
+async fn all_views(state: &AppState) -> Result<Vec<SessionView>, ApiError> {
+    let sessions = state.engine.sessions().await?;
+    let depths = state.engine.queue_depths().await?;
+    Ok(sessions
+        .into_iter()
+        .map(|s| {
+            let queued = depths.get(&s.id).copied().unwrap_or(0);
+            SessionView {
+                queued,
+                ..view(state, s)
+            }
+        })
+        .collect())
+}
+
 fn view(state: &AppState, session: Session) -> SessionView {
     let attach = state.engine.backend().attach_command(&session.id);
-    SessionView { session, attach }
+    SessionView {
+        session,
+        attach,
+        queued: 0,
+    }
 }
 
 #[utoipa::path(get, path = "/me", tag = "sessions", security(("token" = [])), responses((status = 200, body = SessionView, description = "The calling agent's session, or {\"admin\": true}"), (status = 401, body = ErrorBody)))]
@@ -461,11 +481,11 @@ async fn status(
     Authed(caller): Authed,
 ) -> ApiResult<sm_lib::wire::Status> {
     let me = whoami(&state, caller).await?;
-    let sessions = state.engine.sessions().await?;
+    let sessions = all_views(&state).await?;
     let locks = state.engine.store().list_locks().await?;
     Ok(Json(sm_lib::wire::Status {
         me,
-        sessions: sessions.into_iter().map(|s| view(&state, s)).collect(),
+        sessions,
         locks,
     }))
 }
@@ -475,10 +495,7 @@ async fn list_sessions(
     State(state): State<AppState>,
     Authed(_caller): Authed,
 ) -> ApiResult<Vec<SessionView>> {
-    let sessions = state.engine.sessions().await?;
-    Ok(Json(
-        sessions.into_iter().map(|s| view(&state, s)).collect(),
-    ))
+    Ok(Json(all_views(&state).await?))
 }
 
 #[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name")), security(("token" = [])), responses((status = 200, body = SessionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -488,7 +505,17 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> ApiResult<SessionView> {
     let s = state.engine.resolve(&id).await?;
-    Ok(Json(view(&state, s)))
+    let queued = state
+        .engine
+        .queue_depths()
+        .await?
+        .get(&s.id)
+        .copied()
+        .unwrap_or(0);
+    Ok(Json(SessionView {
+        queued,
+        ..view(&state, s)
+    }))
 }
 
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = SpawnBody, security(("token" = [])), responses((status = 200, body = SessionView, description = "The new agent, ready for input"), (status = 409, body = ErrorBody, description = "Name taken"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]

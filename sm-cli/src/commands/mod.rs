@@ -9,6 +9,7 @@ pub mod service;
 pub mod sessions;
 pub mod setup;
 pub mod spawn;
+pub mod watch;
 
 /// `dir` made absolute, or the current directory.
 pub fn absolute_dir(

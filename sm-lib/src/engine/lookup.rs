@@ -59,6 +59,27 @@ impl Engine {
         self.inner.store.list_sessions().await
     }
 
+    /// How many messages wait for each session (queued, or being typed): one store read.
+    pub async fn queue_depths(&self) -> Result<std::collections::HashMap<SessionId, usize>> {
+        let waiting = self
+            .inner
+            .store
+            .list_messages(&crate::store::MessageFilter {
+                target: None,
+                states: vec![
+                    crate::types::MessageState::Queued,
+                    crate::types::MessageState::Delivering,
+                ],
+                limit: 0,
+            })
+            .await?;
+        let mut depths = std::collections::HashMap::new();
+        for m in waiting {
+            *depths.entry(m.target).or_insert(0) += 1;
+        }
+        Ok(depths)
+    }
+
     /// The children of `parent` (all descendants when `recursive`).
     pub async fn children(&self, parent: &SessionId, recursive: bool) -> Result<Vec<Session>> {
         let all = self.inner.store.list_sessions().await?;
