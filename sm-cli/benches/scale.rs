@@ -370,7 +370,17 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    tmux_watch(&["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "60", &watch_cmd]);
+    tmux_watch(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-x",
+        "200",
+        "-y",
+        "60",
+        &watch_cmd,
+    ]);
     let watch_pid: u32 = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -378,7 +388,10 @@ fn main() {
             if screen.contains(&format!("{} live", ids.len() + 3)) {
                 break;
             }
-            assert!(Instant::now() < deadline, "sm watch never showed the swarm:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "sm watch never showed the swarm:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         tmux_watch(&["display-message", "-p", "#{pane_pid}"])

@@ -158,7 +158,7 @@ fn sm_watch_shows_the_swarm_live_and_sends_and_answers_through_its_keys() {
         watch.row("asker").contains("? needs input")
     });
     watch.select("asker");
-    watch.until("its question", |s| s.contains("press a, then the option"));
+    watch.until("its question", |s| s.contains("(a: answer)"));
     watch.keys(&["a"]);
     watch.until("the answer line", |s| s.contains("answer asker: press"));
     watch.keys(&["1"]);

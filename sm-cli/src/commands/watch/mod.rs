@@ -52,6 +52,8 @@ const SCREEN_LINES: usize = 80;
 pub enum Job {
     List,
     Screen(SessionId),
+    /// The session's events so far (its history before `sm watch` started).
+    History(SessionId),
     Send {
         target: String,
         text: String,
@@ -86,6 +88,7 @@ enum Msg {
     Link(Link),
     Listing(Result<(Vec<SessionView>, Vec<Lock>), String>),
     Screen(SessionId, Vec<String>),
+    History(SessionId, Vec<Event>),
     Done(String),
 }
 
@@ -314,6 +317,12 @@ fn perform(client: &Client, job: &Job, tx: &Sender<Msg>) {
                 enc(id.as_str())
             ))?;
             let _ = tx.send(Msg::Screen(id.clone(), out.lines));
+            Ok(String::new())
+        }
+        Job::History(id) => {
+            let events: Vec<Event> =
+                client.get_as(&format!("/events?session={}&limit=10000", enc(id.as_str())))?;
+            let _ = tx.send(Msg::History(id.clone(), events));
             Ok(String::new())
         }
         Job::Send { target, text, mode } => {
@@ -603,6 +612,7 @@ fn event_loop(
     let mut listing = Fetch::default();
     let mut screen = Fetch::default();
     let mut screen_of: Option<SessionId> = None;
+    let mut histories: std::collections::HashSet<SessionId> = Default::default();
     if listing.want() {
         let _ = jobs.send(Job::List);
     }
@@ -616,6 +626,9 @@ fn event_loop(
                 if screen.want() {
                     let _ = jobs.send(Job::Screen(id.clone()));
                     last_screen_fetch = Instant::now();
+                }
+                if histories.insert(id.clone()) {
+                    let _ = jobs.send(Job::History(id.clone()));
                 }
             }
         }
@@ -728,6 +741,7 @@ fn event_loop(
                         }
                     }
                 }
+                Msg::History(id, events) => app.set_history(&id, events),
                 Msg::Done(line) => app.message = line,
             }
         }

@@ -291,6 +291,35 @@ impl App {
         refetch
     }
 
+    /// A session's events before `sm watch` saw them stream: its recent history and the
+    /// question it waits on, ahead of anything streamed since.
+    pub fn set_history(&mut self, id: &SessionId, events: Vec<Event>) {
+        let streamed = self.events.remove(id).unwrap_or_default();
+        let first_streamed = streamed.front().map(|e| e.id);
+        let mut list: VecDeque<Event> = VecDeque::new();
+        for e in events {
+            if first_streamed.is_some_and(|f| e.id >= f) {
+                break;
+            }
+            if let EventKind::NeedsInput { prompt: Some(p) } = &e.kind {
+                self.questions.insert(id.clone(), p.clone());
+            }
+            if let EventKind::StatusChanged { to, .. } = &e.kind {
+                if *to != SessionStatus::NeedsInput {
+                    self.questions.remove(id);
+                }
+            }
+            if !matches!(e.kind, EventKind::Hook { .. }) {
+                list.push_back(e);
+            }
+        }
+        list.extend(streamed);
+        while list.len() > EVENTS_KEPT {
+            list.pop_front();
+        }
+        self.events.insert(id.clone(), list);
+    }
+
     fn count_queue(&mut self, id: &SessionId, delta: isize) {
         if let Some(s) = self.sessions.iter_mut().find(|s| &s.session.id == id) {
             s.queued = (s.queued as isize + delta).max(0) as usize;

@@ -249,7 +249,7 @@ fn draw_selected(frame: &mut Frame, app: &App, area: Rect) {
             .map(|q| clean(q))
             .unwrap_or_else(|| "it waits for an answer (see its screen)".into());
         top.push(Line::from(Span::styled(
-            format!("? {q} — press a, then the option's number"),
+            format!("? {q} (a: answer)"),
             style(app, Color::Magenta).add_modifier(Modifier::BOLD),
         )));
     }

@@ -189,7 +189,7 @@ fn a_question_is_shown_with_how_to_answer_it() {
     ));
     let frame = frame_text(&app, 140, 24);
     snapshot("question", &frame);
-    assert!(frame.contains("? Would you like to run the following command? — press a"));
+    assert!(frame.contains("? Would you like to run the following command? (a: answer)"));
 }
 
 #[test]
