@@ -168,6 +168,18 @@ fn sm_watch_shows_the_swarm_live_and_sends_and_answers_through_its_keys() {
     watch.clear_filter();
     watch.until("asker idle", |_| watch.row("asker").contains("○ idle"));
 
+    // Enter: attach to the agent's terminal; detaching comes back to the dashboard.
+    watch.select("w1");
+    watch.keys(&["Enter"]);
+    watch.until("w1's own terminal", |s| {
+        s.contains("Done: hello from the dashboard") && !s.contains("sm watch")
+    });
+    watch.keys(&["C-b", "d"]);
+    watch.until("the dashboard back", |s| {
+        s.contains("sm watch") && s.contains("● live")
+    });
+    watch.clear_filter();
+
     // K: kill asks first, naming the session.
     watch.select("w2");
     watch.keys(&["K"]);

@@ -685,9 +685,11 @@ fn event_loop(
                             let _ = jobs.send(job);
                         }
                         Action::Attach(argv) => {
+                            // Also from inside tmux: the agent's tmux runs nested then.
                             suspended(terminal, paused, parked, reader, || {
                                 std::process::Command::new(&argv[0])
                                     .args(&argv[1..])
+                                    .env_remove("TMUX")
                                     .status()
                             })
                             .map_err(io)?;
