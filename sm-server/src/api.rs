@@ -505,13 +505,7 @@ async fn get_session(
     Path(id): Path<String>,
 ) -> ApiResult<SessionView> {
     let s = state.engine.resolve(&id).await?;
-    let queued = state
-        .engine
-        .queue_depths()
-        .await?
-        .get(&s.id)
-        .copied()
-        .unwrap_or(0);
+    let queued = state.engine.queue_depth(&s.id).await?;
     Ok(Json(SessionView {
         queued,
         ..view(&state, s)

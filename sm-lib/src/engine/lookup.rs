@@ -61,11 +61,24 @@ impl Engine {
 
     /// How many messages wait for each session (queued, or being typed): one store read.
     pub async fn queue_depths(&self) -> Result<std::collections::HashMap<SessionId, usize>> {
+        self.waiting_for(None).await
+    }
+
+    /// How many messages wait for `session` (queued, or being typed).
+    pub async fn queue_depth(&self, session: &SessionId) -> Result<usize> {
+        let depths = self.waiting_for(Some(session.clone())).await?;
+        Ok(depths.get(session).copied().unwrap_or(0))
+    }
+
+    async fn waiting_for(
+        &self,
+        target: Option<SessionId>,
+    ) -> Result<std::collections::HashMap<SessionId, usize>> {
         let waiting = self
             .inner
             .store
             .list_messages(&crate::store::MessageFilter {
-                target: None,
+                target,
                 states: vec![
                     crate::types::MessageState::Queued,
                     crate::types::MessageState::Delivering,
