@@ -364,23 +364,7 @@ fn prompts_in_transcripts(t: &Tier, text: &str) -> usize {
 
 /// How many entries of `kind` (`user`, `assistant`) in the agent's transcripts hold `text`.
 fn transcript_entries(t: &Tier, kind: &str, text: &str) -> usize {
-    let mut n = 0;
-    let projects = t.path().join("home/.claude/projects");
-    for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
-        for file in std::fs::read_dir(dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let body = std::fs::read_to_string(file.path()).unwrap_or_default();
-            n += body
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["type"] == kind && v["message"]["content"].to_string().contains(text))
-                .count();
-        }
-    }
-    n
+    t.server.claude_transcript_entries(kind, text)
 }
 
 #[test]

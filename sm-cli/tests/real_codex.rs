@@ -384,28 +384,10 @@ fn a_codex_prompt_reaches_the_model_once_when_the_server_dies_after_its_prompt_h
     assert_eq!(t.prompts_received("after [[reply after done]]"), 1);
 }
 
-/// How many user entries in the Claude Code transcripts under the tier's home hold `text`:
-/// what the Claude model was given.
+/// How many user entries in the Claude Code transcripts hold `text`: what the Claude
+/// model was given.
 fn claude_prompts(t: &Tier, text: &str) -> usize {
-    let projects = t.server.path().join("home/.claude/projects");
-    let mut n = 0;
-    for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
-        for file in std::fs::read_dir(dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let body = std::fs::read_to_string(file.path()).unwrap_or_default();
-            n += body
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| {
-                    v["type"] == "user" && v["message"]["content"].to_string().contains(text)
-                })
-                .count();
-        }
-    }
-    n
+    t.server.claude_transcript_entries("user", text)
 }
 
 #[test]

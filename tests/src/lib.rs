@@ -940,6 +940,30 @@ impl Server {
             .unwrap_or_else(|| panic!("session {id}'s agent has no {prefix}"))
     }
 
+    /// How many entries of `kind` (`user`, `assistant`) in the Claude Code transcripts
+    /// under the agents' home hold `text`: what the model was given, or said.
+    pub fn claude_transcript_entries(&self, kind: &str, text: &str) -> usize {
+        let mut n = 0;
+        let projects = self.dir.path().join("home/.claude/projects");
+        for dir in std::fs::read_dir(projects).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let body = std::fs::read_to_string(file.path()).unwrap_or_default();
+                n += body
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|v| {
+                        v["type"] == kind && v["message"]["content"].to_string().contains(text)
+                    })
+                    .count();
+            }
+        }
+        n
+    }
+
     /// The state dir.
     pub fn path(&self) -> &Path {
         self.dir.path()

@@ -387,25 +387,30 @@ fn register_claude_mcp(path: &Path, sm: &str, args: &Args) -> Result<(), CliErro
     } else {
         current
     };
-    if updated == before {
-        println!(
-            "{}: nothing to change (sm's MCP server is {})",
-            path.display(),
-            state(args)
-        );
-        return Ok(());
-    }
-    println!("{}", action(args, "sm's MCP server", path));
-    println!(
-        "  {} mcpServers.sm → {sm} mcp",
-        if args.uninstall { "-" } else { "+" }
-    );
-    if args.dry_run {
+    if !announce_mcp(path, updated != before, "mcpServers.sm", sm, args) {
         return Ok(());
     }
     let text =
         serde_json::to_string_pretty(&updated).map_err(|e| CliError::Usage(e.to_string()))?;
     write_with_backup(path, &(text + "\n"))
+}
+
+/// Says what registering sm's MCP server as `entry` in `path` changes; whether to write it.
+fn announce_mcp(path: &Path, changed: bool, entry: &str, sm: &str, args: &Args) -> bool {
+    if !changed {
+        println!(
+            "{}: nothing to change (sm's MCP server is {})",
+            path.display(),
+            state(args)
+        );
+        return false;
+    }
+    println!("{}", action(args, "sm's MCP server", path));
+    println!(
+        "  {} {entry} → {sm} mcp",
+        if args.uninstall { "-" } else { "+" }
+    );
+    !args.dry_run
 }
 
 fn state(args: &Args) -> &'static str {
@@ -479,20 +484,7 @@ fn register_codex_mcp(path: &Path, sm: &str, args: &Args) -> Result<(), CliError
     };
     let updated = apply_codex_mcp(&current, sm, args.uninstall)
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    if updated == current {
-        println!(
-            "{}: nothing to change (sm's MCP server is {})",
-            path.display(),
-            state(args)
-        );
-        return Ok(());
-    }
-    println!("{}", action(args, "sm's MCP server", path));
-    println!(
-        "  {} [mcp_servers.sm] → {sm} mcp",
-        if args.uninstall { "-" } else { "+" }
-    );
-    if args.dry_run {
+    if !announce_mcp(path, updated != current, "[mcp_servers.sm]", sm, args) {
         return Ok(());
     }
     write_with_backup(path, &updated)
