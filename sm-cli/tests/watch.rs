@@ -15,7 +15,10 @@ struct Watch {
 
 impl Watch {
     fn start(server: &Server) -> Watch {
-        let socket = format!("sm-watch-test-{}", std::process::id());
+        // One tmux per dashboard: the tests run in parallel, and each kills its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("sm-watch-test-{}-{n}", std::process::id());
         let command = format!(
             "env -u SM_SESSION_ID -u SM_TOKEN -u SM_SERVER_URL -u CLAUDE_SESSION_MANAGER_ID \
              SM_CONFIG={} {} watch",
