@@ -24,6 +24,24 @@ fn claude() -> Result<PathBuf, String> {
     real_claude_cli()
 }
 
+/// The real CLI, or `None` after saying loudly that the tier is skipped — which fails the
+/// test instead when `SM_REQUIRE_REAL_CLAUDE` is set.
+fn claude_or_skip() -> Option<PathBuf> {
+    match claude() {
+        Ok(p) => Some(p),
+        Err(why) => {
+            eprintln!("\n################################################################");
+            eprintln!("## real-claude tier SKIPPED: {why}");
+            eprintln!("################################################################\n");
+            assert!(
+                std::env::var_os("SM_REQUIRE_REAL_CLAUDE").is_none(),
+                "SM_REQUIRE_REAL_CLAUDE is set but the real CLI is unavailable: {why}"
+            );
+            None
+        }
+    }
+}
+
 /// The real-Claude tier's world: the harness's server with the real CLI configured and
 /// sm's hooks installed by `sm setup`, and the fake Messages API it talks to.
 struct Tier {
@@ -178,18 +196,8 @@ fn events(t: &Tier) -> String {
 
 #[test]
 fn sm_drives_the_real_claude_code_cli() {
-    let claude = match claude() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("\n################################################################");
-            eprintln!("## real-claude tier SKIPPED: {why}");
-            eprintln!("################################################################\n");
-            assert!(
-                std::env::var_os("SM_REQUIRE_REAL_CLAUDE").is_none(),
-                "SM_REQUIRE_REAL_CLAUDE is set but the real CLI is unavailable: {why}"
-            );
-            return;
-        }
+    let Some(claude) = claude_or_skip() else {
+        return;
     };
     let t = Tier::start(&claude);
     let work = t.work();
@@ -369,16 +377,8 @@ fn transcript_entries(t: &Tier, kind: &str, text: &str) -> usize {
 
 #[test]
 fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_hook() {
-    let claude = match claude() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("## real-claude tier SKIPPED: {why}");
-            assert!(
-                std::env::var_os("SM_REQUIRE_REAL_CLAUDE").is_none(),
-                "SM_REQUIRE_REAL_CLAUDE is set but the real CLI is unavailable: {why}"
-            );
-            return;
-        }
+    let Some(claude) = claude_or_skip() else {
+        return;
     };
     // The prompt hook kills the server: it must see the server's process.
     let mut t = Tier::start_on(&claude, true, "none");
@@ -425,16 +425,8 @@ fn a_real_claude_prompt_was_typed_twice_when_the_server_died_after_its_prompt_ho
 
 #[test]
 fn a_real_claude_agent_coordinates_through_sm_s_mcp_tools() {
-    let claude = match claude() {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("## real-claude tier SKIPPED: {why}");
-            assert!(
-                std::env::var_os("SM_REQUIRE_REAL_CLAUDE").is_none(),
-                "SM_REQUIRE_REAL_CLAUDE is set but the real CLI is unavailable: {why}"
-            );
-            return;
-        }
+    let Some(claude) = claude_or_skip() else {
+        return;
     };
     // `sm setup` (run by the tier) registered `sm mcp` in ~/.claude.json.
     let t = Tier::start(&claude);

@@ -16,8 +16,9 @@ use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabiliti
 use rmcp::{ErrorData, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sm_lib::wire::{AnswerBody, InputBody, LockBody, NameBody, SpawnBody, TaskBody, WatchBody};
+use sm_lib::wire::{AnswerBody, InputBody, LockBody, NameBody, SpawnBody, TaskBody};
 
+use super::send::watch;
 use crate::client::{CliError, Client, enc, my_session};
 
 /// What the server tells the agent's client about itself.
@@ -630,17 +631,8 @@ impl ServerHandler for SmTools {
     }
 }
 
+/// Whether a session (as the API shows it) is live, by the status's own rule.
 fn is_live(session: &Value) -> bool {
-    !matches!(session["status"].as_str(), Some("dead" | "stopped"))
-}
-
-/// Registers a wait on `target` (returns at once; a message wakes the caller).
-fn watch(c: &Client, target: &str, secs: u64) -> Result<Value, CliError> {
-    c.post(
-        &format!("/sessions/{}/watch", enc(target)),
-        &WatchBody {
-            timeout_secs: secs,
-            block: false,
-        },
-    )
+    serde_json::from_value::<sm_lib::SessionStatus>(session["status"].clone())
+        .is_ok_and(|s| s.is_live())
 }

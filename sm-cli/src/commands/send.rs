@@ -86,7 +86,12 @@ fn read_stdin() -> Result<String, CliError> {
     })
 }
 
-fn watch(client: &Client, target: &str, secs: u64) -> Result<serde_json::Value, CliError> {
+/// Registers a wait on `target` for the caller (returns at once; a message wakes it).
+pub(crate) fn watch(
+    client: &Client,
+    target: &str,
+    secs: u64,
+) -> Result<serde_json::Value, CliError> {
     client.post(
         &format!("/sessions/{}/watch", enc(target)),
         &WatchBody {
