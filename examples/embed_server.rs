@@ -55,6 +55,11 @@ async fn main() -> anyhow::Result<()> {
         auth: sm_server::Auth::with_admin_token(token),
         url: format!("http://{addr}/sm"),
         default_models: Default::default(),
+        // The dashboard lives at the server's root; nested under /sm it is left out.
+        dashboard: sm_server::dashboard::Settings {
+            enabled: false,
+            remote: false,
+        },
     });
     let app = Router::new()
         .route("/hello", get(|| async { "hello from the host app" }))

@@ -307,6 +307,17 @@ impl TerminalBackend for PtyBackend {
         Ok(trimmed_rows(parser.screen()))
     }
 
+    async fn capture_styled(&self, id: &SessionId) -> Result<Vec<String>> {
+        let terminal = self.terminal(id)?;
+        let parser = lock(&terminal.screen);
+        let screen = parser.screen();
+        let (_, cols) = screen.size();
+        Ok(screen
+            .rows_formatted(0, cols)
+            .map(|row| String::from_utf8_lossy(&row).trim_end().to_string())
+            .collect())
+    }
+
     async fn capture_tail(&self, id: &SessionId, lines: usize) -> Result<Vec<String>> {
         let terminal = self.terminal(id)?;
         let mut parser = lock(&terminal.screen);

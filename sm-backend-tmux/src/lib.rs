@@ -702,6 +702,12 @@ impl TerminalBackend for TmuxBackend {
         Ok(tidy(&text, true))
     }
 
+    async fn capture_styled(&self, id: &SessionId) -> Result<Vec<String>> {
+        let pane = self.pane(id).await?;
+        let text = self.capture(id, &pane, &["-e"]).await?;
+        Ok(tidy(&text, true))
+    }
+
     async fn capture_tail(&self, id: &SessionId, lines: usize) -> Result<Vec<String>> {
         let pane = self.pane(id).await?;
         let start = format!("-{lines}");

@@ -11,7 +11,10 @@
 //!   agent idle, and the server's RSS;
 //! - scale: spawning every agent, then one message round trip through each;
 //! - `sm watch`: its CPU time over the same idle window with every session on its screen,
-//!   and the time each redraw of them took (its `--stats`).
+//!   and the time each redraw of them took (its `--stats`);
+//! - the web dashboard's first load with every session: the page, its script, style sheet
+//!   and icon, and `GET /status`, one after another — the time until each answer was read
+//!   whole, summed, and the bytes sent.
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
 use std::process::Command;
@@ -445,7 +448,96 @@ fn main() {
         }
     );
 
+    dashboard_first_load(&b, total);
     kill_with_a_long_queue(&b);
+}
+
+/// What a browser fetches to show the dashboard's overview, as it would with a login.
+fn dashboard_first_load(b: &Bench, total: usize) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(format!("{}/ui/login", b.url))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={}", b.admin))
+        .unwrap();
+    assert_eq!(login.status(), 303, "the dashboard login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |path: &str| {
+        let t0 = Instant::now();
+        let mut r = agent
+            .get(format!("{}{path}", b.url))
+            .header("Cookie", &cookie)
+            .call()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        let headers: usize = r
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        let body = r.body_mut().read_to_vec().unwrap();
+        (t0.elapsed().as_secs_f64() * 1000.0, body, headers)
+    };
+    let (_, page, _) = get("/");
+    let page = String::from_utf8(page).unwrap();
+    let asset = |name: &str| {
+        let start = page.find(&format!("/ui/{name}")).unwrap();
+        let end = start + page[start..].find('"').unwrap();
+        page[start..end].to_string()
+    };
+    let paths = [
+        "/".to_string(),
+        asset("app.js"),
+        asset("app.css"),
+        "/ui/icon.svg".into(),
+        "/status".into(),
+    ];
+    let mut totals = Vec::new();
+    let mut bytes = 0;
+    let mut status_ms = Vec::new();
+    for _ in 0..30 {
+        let mut ms = 0.0;
+        bytes = 0;
+        for path in &paths {
+            let (t, body, headers) = get(path);
+            ms += t;
+            bytes += body.len() + headers;
+            if path == "/status" {
+                status_ms.push(t);
+            }
+        }
+        totals.push(ms);
+    }
+    totals.sort_by(f64::total_cmp);
+    status_ms.sort_by(f64::total_cmp);
+    println!(
+        "dashboard first load with {total} sessions (page, script, style, icon, /status in turn): {:.1} ms p50, {:.1} ms max, of which /status {:.1} ms p50; {:.0} KB sent ({}, {})",
+        totals[totals.len() / 2],
+        totals[totals.len() - 1],
+        status_ms[status_ms.len() / 2],
+        bytes as f64 / 1024.0,
+        if totals[totals.len() / 2] < 100.0 {
+            "meets < 100 ms"
+        } else {
+            "MISSES < 100 ms"
+        },
+        if bytes < 200 * 1024 {
+            "meets < 200 KB"
+        } else {
+            "MISSES < 200 KB"
+        },
+    );
 }
 
 /// `DELETE /sessions/{id}` (what `sm kill` calls) on a busy agent with a long queue: it

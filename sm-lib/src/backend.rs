@@ -181,6 +181,15 @@ pub trait TerminalBackend: Send + Sync + 'static {
     /// blank rows of the screen dropped.
     async fn capture_tail(&self, id: &SessionId, lines: usize) -> Result<Vec<String>>;
 
+    /// The visible screen with its colours and text attributes, one string per row, as
+    /// SGR escape sequences (`ESC [ … m`) before the text they style — for a person's view
+    /// (the dashboard), never for reading a screen's state. Callers pass each row through
+    /// [`crate::engine::sanitize::keep_sgr`] before showing it. A backend that keeps no
+    /// attributes gives the plain screen (the default).
+    async fn capture_styled(&self, id: &SessionId) -> Result<Vec<String>> {
+        self.capture_screen(id).await
+    }
+
     /// Whether a terminal with this id exists and its program has not exited. Unknown ids
     /// are `Ok(false)`, not an error.
     async fn is_alive(&self, id: &SessionId) -> Result<bool>;

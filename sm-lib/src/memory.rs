@@ -403,7 +403,18 @@ impl MessageStore for MemoryStore {
         } else {
             filter.limit
         };
-        Ok(matching.take(limit).cloned().collect())
+        let matching: Vec<&Message> = matching.collect();
+        let skip = if filter.newest {
+            matching.len().saturating_sub(limit)
+        } else {
+            0
+        };
+        Ok(matching
+            .into_iter()
+            .skip(skip)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn acquire_lock(&self, request: &LockRequest) -> Result<Inserted<Lock>> {
@@ -539,6 +550,25 @@ impl MessageStore for MemoryStore {
             .events
             .iter()
             .filter(|e| after.is_none_or(|a| e.id > a))
+            .filter(|e| session.is_none_or(|s| e.session.as_ref() == Some(s)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn events_before(
+        &self,
+        before: Option<EventId>,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let st = self.lock();
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        Ok(st
+            .events
+            .iter()
+            .rev()
+            .filter(|e| before.is_none_or(|b| e.id < b))
             .filter(|e| session.is_none_or(|s| e.session.as_ref() == Some(s)))
             .take(limit)
             .cloned()

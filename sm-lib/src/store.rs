@@ -23,6 +23,8 @@ pub struct MessageFilter {
     pub states: Vec<MessageState>,
     /// At most this many (0: no limit).
     pub limit: usize,
+    /// With a limit: the newest that many instead of the oldest (still in id order).
+    pub newest: bool,
 }
 
 /// The message a repeated `client_key` finds, if the repeat is the same message; the
@@ -336,6 +338,16 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn events(
         &self,
         after: Option<EventId>,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>>;
+
+    /// Events with id less than `before` (all when `None`), **newest first**, at most
+    /// `limit` (0: no limit), optionally only those about `session`: a log read backwards
+    /// one page at a time.
+    async fn events_before(
+        &self,
+        before: Option<EventId>,
         session: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Event>>;

@@ -746,6 +746,10 @@ pub enum EventKind {
     NeedsInput {
         /// The question on screen, when known.
         prompt: Option<String>,
+        /// Its options as shown (1 = the first), when read from the screen; what
+        /// `POST /sessions/{id}/answer` picks from.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
     },
     /// The agent stayed idle past `monitor.idle_timeout` with nobody waiting on it.
     IdleTimeout {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub url: String,
     /// The model, per agent kind, for spawns that do not name one.
     pub default_models: std::collections::HashMap<sm_lib::AgentKind, String>,
+    /// Whether and to whom the web dashboard is served.
+    pub dashboard: crate::dashboard::Settings,
 }
 
 /// The OpenAPI document of this API (served at `/openapi.json`, browsable at `/docs`).
@@ -45,7 +47,7 @@ pub struct AppState {
     info(title = "sm", description = "Session manager for swarms of AI coding agents"),
     paths(
         health, me, status, list_sessions, spawn, get_session, kill, input, watch, clear, answer, rename,
-        children, output, set_task, subagents, what, hook, list_locks, lock, unlock, auto_lock, events, event_stream
+        children, output, messages, set_task, subagents, what, hook, list_locks, lock, unlock, auto_lock, events, event_stream
     ),
     modifiers(&BearerToken)
 )]
@@ -69,6 +71,11 @@ pub use sm_lib::wire::MAX_BODY_BYTES;
 
 /// The HTTP API as an axum router.
 pub fn router(state: AppState) -> Router {
+    let dashboard = if state.dashboard.enabled {
+        crate::dashboard::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/health", get(health))
         .route("/me", get(me))
@@ -85,11 +92,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/subagents", get(subagents))
         .route("/sessions/{id}/what", get(what))
         .route("/sessions/{id}/output", get(output))
+        .route("/sessions/{id}/messages", get(messages))
         .route("/hooks/{event}", post(hook))
         .route("/locks", get(list_locks).post(lock).delete(unlock))
         .route("/locks/auto", post(auto_lock))
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
+        .merge(dashboard)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .merge(
@@ -111,12 +120,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
             message: message.into(),
         }
+    }
+
+    /// What a person is told.
+    pub(crate) fn message(&self) -> String {
+        self.message.clone()
     }
 }
 
@@ -268,12 +282,7 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .unwrap_or("");
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION);
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -281,7 +290,14 @@ impl FromRequestParts<AppState> for Authed {
                 "missing or invalid token (Authorization: Bearer <token>)",
             )
         };
-        let caller = state.auth.caller(token).ok_or_else(unauthorized)?;
+        let caller = match header {
+            Some(value) => {
+                let token = value.to_str().ok().and_then(bearer_token).unwrap_or("");
+                state.auth.caller(token).ok_or_else(unauthorized)?
+            }
+            // A browser logged in to the dashboard (a cookie, never the token itself).
+            None => crate::dashboard::cookie_caller(parts, state)?.ok_or_else(unauthorized)?,
+        };
         if caller == Caller::Admin {
             refuse_admin_inside_an_agent(parts, state).await?;
         }
@@ -338,7 +354,10 @@ fn scoped_key(
 
 /// Refuses the admin token when the request comes from a process in a live agent's process
 /// tree (see [`crate::peer`] for what can and cannot be told).
-async fn refuse_admin_inside_an_agent(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+pub(crate) async fn refuse_admin_inside_an_agent(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<(), ApiError> {
     // Sandboxed agents cannot read the admin token at all; the look costs a scan of every
     // process when the client names no pid, so it is made only where it matters.
     if state.engine.config().sandbox.is_some() {
@@ -723,7 +742,11 @@ async fn children(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 struct OutputQuery {
+    /// How many lines of scrollback and screen (default 50).
     lines: Option<usize>,
+    /// The visible screen with its colours instead: each row's text with its SGR escape
+    /// sequences (`ESC [ … m`) and nothing else; `lines` is ignored.
+    styled: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/sessions/{id}/output", tag = "sessions", params(("id" = String, Path, description = "Session id, unique id prefix or name"), OutputQuery), security(("token" = [])), responses((status = 200, body = Output), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -734,14 +757,55 @@ async fn output(
     Query(q): Query<OutputQuery>,
 ) -> ApiResult<Output> {
     let target = state.engine.resolve(&id).await?;
-    let lines = q.lines.unwrap_or(50).clamp(1, 10_000);
-    let output = state.engine.output(&target.id, lines).await?;
+    let output = if q.styled.unwrap_or(false) {
+        state.engine.styled_screen(&target.id).await?
+    } else {
+        let lines = q.lines.unwrap_or(50).clamp(1, 10_000);
+        state.engine.output(&target.id, lines).await?
+    };
     let tools = state.engine.recent_tools(&target.id, 10).await?;
     Ok(Json(Output {
         session: target.id,
         lines: output,
         recent_tools: tools,
     }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+struct MessagesQuery {
+    /// The newest this many (default 100, at most 10,000), oldest first.
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/sessions/{id}/messages", tag = "messages", params(("id" = String, Path, description = "Session id, unique id prefix or name"), MessagesQuery), security(("token" = [])), responses((status = 200, body = Vec<sm_lib::Message>, description = "The session's newest messages in every state (queued, delivering, delivered, failed), oldest first"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn messages(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Query(q): Query<MessagesQuery>,
+) -> ApiResult<Vec<sm_lib::Message>> {
+    let target = state.engine.resolve(&id).await?;
+    // What others sent an agent is its own business and the operator's.
+    if let Caller::Session(me) = &caller {
+        if me != &target.id {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "an agent may read only its own messages",
+            ));
+        }
+    }
+    let messages = state
+        .engine
+        .store()
+        .list_messages(&sm_lib::store::MessageFilter {
+            target: Some(target.id),
+            limit: q.limit.unwrap_or(100).clamp(1, 10_000),
+            newest: true,
+            ..Default::default()
+        })
+        .await?;
+    Ok(Json(messages))
 }
 
 #[utoipa::path(post, path = "/hooks/{event}", tag = "hooks", params(("event" = String, Path, description = "Hook event name, e.g. Stop")), request_body = serde_json::Value, security(("token" = [])), responses((status = 200, body = serde_json::Value), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -837,8 +901,14 @@ async fn auto_lock(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 struct EventsQuery {
+    /// Events after this id, oldest first.
     after: Option<i64>,
+    /// Events before this id, **newest first** (a log read backwards a page at a time);
+    /// `before=0` or any id past the last: the newest. Not with `after`.
+    before: Option<i64>,
+    /// Only events about this session (id, unique id prefix or name).
     session: Option<String>,
+    /// At most this many (default 200, at most 10,000).
     limit: Option<usize>,
 }
 
@@ -852,15 +922,31 @@ async fn events(
         Some(s) => Some(state.engine.resolve(&s).await?.id),
         None => None,
     };
-    let events = state
-        .engine
-        .store()
-        .events(
-            q.after.map(EventId),
-            session.as_ref(),
-            q.limit.unwrap_or(200).min(10_000),
-        )
-        .await?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
+    let events = match (q.after, q.before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "give after or before, not both",
+            ));
+        }
+        (_, Some(before)) => {
+            let before = (before > 0).then_some(EventId(before));
+            state
+                .engine
+                .store()
+                .events_before(before, session.as_ref(), limit)
+                .await?
+        }
+        (after, None) => {
+            state
+                .engine
+                .store()
+                .events(after.map(EventId), session.as_ref(), limit)
+                .await?
+        }
+    };
     Ok(Json(events))
 }
 

@@ -7,11 +7,13 @@
 //! other programs can nest [`router`] in their own axum app.
 //!
 //! Every route but `/health` needs `Authorization: Bearer <token>`: the admin token from
-//! the state dir, or an agent's own token (see [`auth`]). Errors are JSON:
+//! the state dir, or an agent's own token (see [`auth`]) — or, from a browser, the cookie
+//! the web dashboard's login gives for the admin token (see [`dashboard`], served at `/`). Errors are JSON:
 //! `{"error": {"code": "session_not_found", "message": "…"}}` with a fitting HTTP status.
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 mod linger;
 mod parse_errors;
 pub mod peer;
@@ -276,6 +278,7 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         auth,
         url,
         default_models: default_models(config),
+        dashboard: dashboard::Settings::from_config(config),
     })
 }
 

@@ -1043,12 +1043,22 @@ impl MessageStore for SqliteStore {
             } else {
                 filter.limit as i64
             };
-            collect(
-                conn,
-                &format!(
+            // The newest N: the last N in descending order, turned back into id order.
+            let query = if filter.newest {
+                format!(
+                    "SELECT * FROM (SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE (?1 IS NULL OR target = ?1) {state_clause} ORDER BY id DESC LIMIT ?2) \
+                     ORDER BY id"
+                )
+            } else {
+                format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages \
                      WHERE (?1 IS NULL OR target = ?1) {state_clause} ORDER BY id LIMIT ?2"
-                ),
+                )
+            };
+            collect(
+                conn,
+                &query,
                 params![filter.target.as_ref().map(|t| t.as_str()), limit],
                 message_from_row,
                 "list messages",
@@ -1263,6 +1273,31 @@ impl MessageStore for SqliteStore {
                  AND (?2 IS NULL OR session = ?2) ORDER BY id LIMIT ?3",
                 params![
                     after.map(|a| a.0).unwrap_or(0),
+                    session.as_ref().map(|s| s.as_str()),
+                    limit
+                ],
+                event_from_row,
+                "read events",
+            )
+        })
+        .await
+    }
+
+    async fn events_before(
+        &self,
+        before: Option<EventId>,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let session = session.cloned();
+        self.read(move |conn| {
+            let limit = if limit == 0 { -1 } else { limit as i64 };
+            collect(
+                conn,
+                "SELECT id, at, session, data FROM events WHERE id < ?1 \
+                 AND (?2 IS NULL OR session = ?2) ORDER BY id DESC LIMIT ?3",
+                params![
+                    before.map(|b| b.0).unwrap_or(i64::MAX),
                     session.as_ref().map(|s| s.as_str()),
                     limit
                 ],

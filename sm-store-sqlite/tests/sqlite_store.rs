@@ -253,6 +253,7 @@ async fn two_processes_claiming_from_one_file_never_share_a_message() {
             target: Some(target),
             states: vec![MessageState::Queued, MessageState::Delivering],
             limit: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -685,7 +685,7 @@ impl Server {
         if let Some(ct) = content_type {
             headers.push(("Content-Type", ct));
         }
-        self.http_raw(method, path, &headers, body)
+        self.http_headers(method, path, &headers, body)
     }
 
     /// Like [`Server::http`] with one header of the caller's choosing and no other.
@@ -696,10 +696,11 @@ impl Server {
         header: (&str, &str),
         body: &[u8],
     ) -> (u16, Value) {
-        self.http_raw(method, path, &[header], body)
+        self.http_headers(method, path, &[header], body)
     }
 
-    fn http_raw(
+    /// An HTTP request with these headers (no token unless one is among them).
+    pub fn http_headers(
         &self,
         method: &str,
         path: &str,

@@ -65,6 +65,22 @@ pub const ENV_OVERRIDES: &[Override] = &[
         },
     },
     Override {
+        var: "SM_SERVER_DASHBOARD",
+        key: "server.dashboard",
+        apply: |c, o, v| {
+            c.server.dashboard = o.parse(v)?;
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_SERVER_DASHBOARD_REMOTE",
+        key: "server.dashboard_remote",
+        apply: |c, o, v| {
+            c.server.dashboard_remote = o.parse(v)?;
+            Ok(())
+        },
+    },
+    Override {
         var: "SM_PATHS_STATE_FILE",
         key: "paths.state_file",
         apply: |c, _, v| {

@@ -238,6 +238,12 @@ pub struct ServerConfig {
     /// Seconds a client has to send a request's headers (also what an idle kept-alive
     /// connection is given before it is closed). Default 10.
     pub header_timeout: f64,
+    /// Serve the web dashboard at `/`. Default true.
+    pub dashboard: bool,
+    /// Serve the dashboard (and accept its login) from other machines too, not only from
+    /// loopback. Default false: with `host: 0.0.0.0` for remote agents, the dashboard still
+    /// answers only this machine.
+    pub dashboard_remote: bool,
 }
 
 impl Default for ServerConfig {
@@ -247,6 +253,8 @@ impl Default for ServerConfig {
             port: 8420,
             max_connections: 512,
             header_timeout: 10.0,
+            dashboard: true,
+            dashboard_remote: false,
         }
     }
 }

@@ -34,6 +34,7 @@ macro_rules! terminal_backend_conformance {
             keys_arrive_as_terminal_bytes,
             ctrl_c_interrupts_the_foreground_program,
             capture_screen_shows_the_visible_rows,
+            a_styled_capture_is_the_same_text_with_its_colours,
             capture_tail_reaches_into_scrollback,
             exit_is_reported_and_the_terminal_is_no_longer_alive,
             kill_ends_the_program_and_is_idempotent,
@@ -332,6 +333,49 @@ pub async fn capture_screen_shows_the_visible_rows(backend: Backend) {
     assert_eq!(screen.len(), rows, "one entry per row: {screen:?}");
     assert_eq!(&screen[..3], ["row one", "row two ✓", "   indented"]);
     assert!(screen.iter().all(|r| !r.ends_with(' ')), "rows are trimmed");
+    backend.kill(&id).await.expect("kill");
+}
+
+/// The styled screen is the plain screen's text with SGR sequences around it, and keeps
+/// a program's colours.
+pub async fn a_styled_capture_is_the_same_text_with_its_colours(backend: Backend) {
+    if !runs_programs(
+        &backend,
+        "a_styled_capture_is_the_same_text_with_its_colours",
+    ) {
+        return;
+    }
+    let dir = workdir();
+    let id = SessionId::new_random();
+    let spec = sh(
+        &id,
+        dir.path(),
+        "printf '\\033[31mred\\033[0m plain \\033[1;38;5;208mhot\\033[0m\\ndone\\n'; exec cat",
+        &[],
+    );
+    backend.create(&spec).await.expect("create");
+    wait_for_screen(&backend, &id, "done").await;
+    let plain = backend.capture_screen(&id).await.expect("capture");
+    let styled = backend.capture_styled(&id).await.expect("capture styled");
+    let kept: Vec<String> = styled
+        .iter()
+        .map(|r| crate::engine::sanitize::keep_sgr(r))
+        .collect();
+    let text: Vec<String> = kept
+        .iter()
+        .map(|r| {
+            crate::engine::sanitize::strip_controls(r)
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(text, plain, "the same text: {styled:?}");
+    assert_eq!(plain[0], "red plain hot");
+    assert!(
+        kept[0].contains('\u{1b}') && kept[0].contains("31") && kept[0].contains("208"),
+        "the colours are kept: {:?}",
+        kept[0]
+    );
     backend.kill(&id).await.expect("kill");
 }
 

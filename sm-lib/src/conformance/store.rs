@@ -293,6 +293,7 @@ pub async fn a_repeated_client_key_returns_the_first_message(store: Store) {
             target: Some(s.id.clone()),
             states: vec![],
             limit: 0,
+            newest: false,
         })
         .await
         .expect("list");
@@ -629,6 +630,7 @@ pub async fn list_messages_filters_by_target_state_and_limit(store: Store) {
             target: Some(s.id.clone()),
             states: vec![MessageState::Queued],
             limit: 0,
+            newest: false,
         })
         .await
         .expect("list");
@@ -639,11 +641,23 @@ pub async fn list_messages_filters_by_target_state_and_limit(store: Store) {
             target: Some(other.id.clone()),
             states: vec![],
             limit: 2,
+            newest: false,
         })
         .await
         .expect("list");
     let texts: Vec<_> = limited.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["o0", "o1"]);
+    let newest = store
+        .list_messages(&MessageFilter {
+            target: Some(other.id.clone()),
+            states: vec![],
+            limit: 2,
+            newest: true,
+        })
+        .await
+        .expect("list");
+    let texts: Vec<_> = newest.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["o3", "o4"], "the newest, in id order");
 }
 
 fn lock_request(workspace: &str, holder: &Session, reason: &str, kind: LockKind) -> LockRequest {
@@ -836,6 +850,28 @@ pub async fn event_log_keeps_append_order_and_filters(store: Store) {
         .collect();
     assert_eq!(only_b, expected);
     assert_eq!(only_b.len(), 10);
+    // Read backwards, a page at a time.
+    let newest = store.events_before(None, None, 4).await.expect("events");
+    let expected: Vec<_> = appended.iter().rev().take(4).cloned().collect();
+    assert_eq!(newest, expected, "newest first");
+    let older = store
+        .events_before(Some(newest[3].id), None, 0)
+        .await
+        .expect("events");
+    let expected: Vec<_> = appended.iter().rev().skip(4).cloned().collect();
+    assert_eq!(older, expected);
+    let b_back = store
+        .events_before(Some(appended[20].id), Some(&b.id), 3)
+        .await
+        .expect("events");
+    let expected: Vec<_> = appended[..20]
+        .iter()
+        .rev()
+        .filter(|e| e.session.as_ref() == Some(&b.id))
+        .take(3)
+        .cloned()
+        .collect();
+    assert_eq!(b_back, expected);
 }
 
 /// Waits are stored with their waiter, target and deadline until removed.

@@ -4,7 +4,7 @@ use tokio::sync::oneshot;
 
 use super::{Caller, Engine, actor::Command, lock_map, sanitize_message};
 use crate::error::{Error, Result};
-use crate::types::{Session, SessionId, SessionName, SessionStatus};
+use crate::types::{EventKind, Session, SessionId, SessionName, SessionStatus};
 
 impl Engine {
     /// Resets the agent's context (Claude Code: `/clear`), verified on screen. The session
@@ -101,7 +101,14 @@ impl Engine {
         if caller.session() != Some(target) {
             self.authorize(caller, target, "rename").await?;
         }
-        self.inner.store.rename_session(target, name).await
+        let session = self.inner.store.rename_session(target, name).await?;
+        // Views that follow the event stream (sm watch, the dashboard) learn of it.
+        let text = match &session.name {
+            Some(n) => format!("named {n}"),
+            None => "name removed".to_string(),
+        };
+        self.record(Some(target), EventKind::Note { text }).await;
+        Ok(session)
     }
 
     /// Records what a session says it is working on (`None` clears it). A session may set
@@ -119,6 +126,12 @@ impl Engine {
             Some(t) => Some(sanitize_message(t, 500)?.replace('\n', " ")),
             None => None,
         };
-        self.inner.store.set_task(target, task).await
+        let session = self.inner.store.set_task(target, task).await?;
+        let text = match &session.task {
+            Some(t) => format!("task: {t}"),
+            None => "task cleared".to_string(),
+        };
+        self.record(Some(target), EventKind::Note { text }).await;
+        Ok(session)
     }
 }

@@ -13,6 +13,16 @@ impl Engine {
         self.inner.backend.capture_tail(id, lines).await
     }
 
+    /// The agent's visible screen with its colours: each row's text and SGR sequences only
+    /// (see [`crate::engine::sanitize::keep_sgr`]), for a person's view.
+    pub async fn styled_screen(&self, id: &SessionId) -> Result<Vec<String>> {
+        let rows = self.inner.backend.capture_styled(id).await?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::engine::sanitize::keep_sgr(r))
+            .collect())
+    }
+
     /// The agent's own subagents (Claude Code's, from its SubagentStart / SubagentStop
     /// hooks), in start order.
     pub async fn subagents(&self, id: &SessionId) -> Result<Vec<Subagent>> {

@@ -84,6 +84,7 @@ impl Engine {
                     crate::types::MessageState::Delivering,
                 ],
                 limit: 0,
+                ..Default::default()
             })
             .await?;
         let mut depths = std::collections::HashMap::new();

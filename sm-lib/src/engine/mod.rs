@@ -602,6 +602,7 @@ pub(crate) async fn pending_for(store: &dyn MessageStore, target: &SessionId) ->
             target: Some(target.clone()),
             states: vec![MessageState::Queued, MessageState::Delivering],
             limit: 1,
+            ..Default::default()
         })
         .await?;
     Ok(!next.is_empty())

@@ -43,10 +43,27 @@ pub fn display_line(text: &str) -> String {
 /// bidirectional overrides; `\r\n` and lone `\r` become `\n`. What is left cannot move a
 /// cursor, set a title, write a clipboard or reprogram a terminal.
 pub fn strip_controls(text: &str) -> String {
+    clean(text, false)
+}
+
+/// A styled screen row (as [`crate::TerminalBackend::capture_styled`] gives it) with
+/// nothing left but its text and its SGR sequences (`ESC [ digits ; … m`: colours and text
+/// attributes), for a viewer that shows colours: every other sequence and control
+/// character goes as in [`strip_controls`], and a cursor-forward (`ESC [ n C`, which some
+/// terminals use for blank cells) becomes that many spaces.
+pub fn keep_sgr(text: &str) -> String {
+    clean(text, true)
+}
+
+fn clean(text: &str, keep_sgr: bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            '\u{1b}' if keep_sgr && chars.peek() == Some(&'[') => {
+                chars.next();
+                keep_sgr_only(&mut chars, &mut out);
+            }
             '\u{1b}' => skip_escape_sequence(&mut chars),
             // The 8-bit forms of CSI and of the string sequences (DCS, SOS, OSC, PM, APC).
             '\u{9b}' => skip_csi(&mut chars),
@@ -65,6 +82,35 @@ pub fn strip_controls(text: &str) -> String {
         }
     }
     out
+}
+
+/// Reads a CSI sequence whose `ESC [` was just read, and writes it back only if it is an
+/// SGR; a cursor-forward becomes spaces.
+fn keep_sgr_only(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String) {
+    let mut params = String::new();
+    let mut last = None;
+    for c in chars.by_ref() {
+        if ('@'..='~').contains(&c) {
+            last = Some(c);
+            break;
+        }
+        params.push(c);
+    }
+    let numeric = params
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == ';' || c == ':');
+    match last {
+        Some('m') if numeric && params.len() <= 64 => {
+            out.push_str("\u{1b}[");
+            out.push_str(&params);
+            out.push('m');
+        }
+        Some('C') if numeric => {
+            let n = params.parse::<usize>().unwrap_or(1).clamp(1, 1000);
+            out.extend(std::iter::repeat_n(' ', n));
+        }
+        _ => {}
+    }
 }
 
 /// Consumes the rest of an escape sequence whose ESC was just read.
@@ -117,6 +163,15 @@ fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn styled_rows_keep_only_their_colours() {
+        let row = "\u{1b}[1;38;5;208mhot\u{1b}[0m \u{1b}]0;title\u{7}x\u{1b}[3Cy\u{1b}[2Jz\u{7}";
+        assert_eq!(keep_sgr(row), "\u{1b}[1;38;5;208mhot\u{1b}[0m x   yz");
+        assert_eq!(strip_controls(&keep_sgr(row)), "hot x   yz");
+        // A long or non-numeric "SGR" is not one.
+        assert_eq!(keep_sgr("\u{1b}[?25ma"), "a");
+    }
 
     fn clean(s: &str) -> String {
         sanitize_message(s, 1 << 20).unwrap()

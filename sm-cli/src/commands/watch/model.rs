@@ -263,7 +263,9 @@ impl App {
                 EventKind::MessageDelivered { .. } | EventKind::MessageFailed { .. } => {
                     self.count_queue(id, -1)
                 }
-                EventKind::NeedsInput { prompt: Some(p) } => {
+                EventKind::NeedsInput {
+                    prompt: Some(p), ..
+                } => {
                     self.questions.insert(id.clone(), p.clone());
                 }
                 EventKind::SessionCreated { .. }
@@ -301,7 +303,10 @@ impl App {
             if first_streamed.is_some_and(|f| e.id >= f) {
                 break;
             }
-            if let EventKind::NeedsInput { prompt: Some(p) } = &e.kind {
+            if let EventKind::NeedsInput {
+                prompt: Some(p), ..
+            } = &e.kind
+            {
                 self.questions.insert(id.clone(), p.clone());
             }
             if let EventKind::StatusChanged { to, .. } = &e.kind {
@@ -370,7 +375,7 @@ pub fn describe(event: &Event) -> Option<String> {
         EventKind::MessageFailed { message, reason } => {
             format!("message #{message} failed: {reason}")
         }
-        EventKind::NeedsInput { prompt } => {
+        EventKind::NeedsInput { prompt, .. } => {
             format!("asks: {}", prompt.as_deref().unwrap_or("(a question)"))
         }
         EventKind::TurnCompleted { last_message } => format!(

@@ -329,6 +329,7 @@ impl Actor {
                 Effect::NeedsInput { prompt, options } => {
                     self.record(EventKind::NeedsInput {
                         prompt: prompt.clone(),
+                        options: options.clone(),
                     })
                     .await;
                     self.notify(NotificationKind::NeedsInput { prompt, options });

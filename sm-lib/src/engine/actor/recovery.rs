@@ -29,6 +29,7 @@ impl Actor {
                 target: Some(self.id.clone()),
                 states: vec![MessageState::Delivering],
                 limit: 0,
+                ..Default::default()
             })
             .await
             .unwrap_or_default();
