@@ -1,6 +1,6 @@
 //! The web dashboard: the swarm in a browser, served at `/` by the same server as the API.
 //!
-//! Everything it needs is embedded here ([`assets`]): one HTML page, one script, one style
+//! Everything it needs is embedded here (`assets/`): one HTML page, one script, one style
 //! sheet, no build step and nothing fetched from elsewhere. The page is a client of the
 //! public API (`/status`, `/sessions/…`, `/events`, `/events/stream`); this module adds only
 //! the login that turns the admin token into an HttpOnly, SameSite=Strict cookie, and the
