@@ -14,7 +14,7 @@
 //!   and the time each redraw of them took (its `--stats`);
 //! - the web dashboard's first load with every session: the page, its script, style sheet
 //!   and icon, and `GET /status`, one after another — the time until each answer was read
-//!   whole, summed, and the bytes sent.
+//!   whole, summed, and the bytes sent (gzip, as a browser asks).
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
 use std::process::Command;
@@ -478,6 +478,8 @@ fn dashboard_first_load(b: &Bench, total: usize) {
         let mut r = agent
             .get(format!("{}{path}", b.url))
             .header("Cookie", &cookie)
+            // As a browser asks; the bytes counted are the bytes sent.
+            .header("Accept-Encoding", "gzip")
             .call()
             .unwrap();
         assert!(r.status().is_success(), "{path}: {}", r.status());
@@ -489,8 +491,12 @@ fn dashboard_first_load(b: &Bench, total: usize) {
         let body = r.body_mut().read_to_vec().unwrap();
         (t0.elapsed().as_secs_f64() * 1000.0, body, headers)
     };
-    let (_, page, _) = get("/");
-    let page = String::from_utf8(page).unwrap();
+    let mut page = agent
+        .get(format!("{}/", b.url))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    let page = page.body_mut().read_to_string().unwrap();
     let asset = |name: &str| {
         let start = page.find(&format!("/ui/{name}")).unwrap();
         let end = start + page[start..].find('"').unwrap();
