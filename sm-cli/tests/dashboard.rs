@@ -362,7 +362,8 @@ async fn the_dashboard_shows_and_steers_the_swarm_live_in_a_real_browser() {
         .await;
 
     // A message typed on w1's page reaches the agent once, and shows delivered.
-    browser.open(&server, &format!("#/s/{w1}")).await;
+    // Opened by name: the page follows the id the name resolves to.
+    browser.open(&server, "#/s/w1").await;
     browser
         .until_js(
             "w1's page",

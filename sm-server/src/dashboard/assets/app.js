@@ -499,7 +499,8 @@
     if (!page) return;
     const id = page.id;
     const requests = [
-      api("GET", "/sessions/" + enc(id)).then((s) => { model.sessions.set(s.id, s); }),
+      // A page opened by name (#/s/worker) follows the session's id from here on.
+      api("GET", "/sessions/" + enc(id)).then((s) => { model.sessions.set(s.id, s); page.id = s.id; }),
       api("GET", "/sessions/" + enc(id) + "/messages?limit=100").then((m) => { page.messages = m; }),
       loadScreen(),
     ];
