@@ -545,15 +545,8 @@ impl MessageStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Event>> {
         let st = self.lock();
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        Ok(st
-            .events
-            .iter()
-            .filter(|e| after.is_none_or(|a| e.id > a))
-            .filter(|e| session.is_none_or(|s| e.session.as_ref() == Some(s)))
-            .take(limit)
-            .cloned()
-            .collect())
+        let later = st.events.iter().filter(|e| after.is_none_or(|a| e.id > a));
+        Ok(page_of(later, session, limit))
     }
 
     async fn events_before(
@@ -563,15 +556,25 @@ impl MessageStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Event>> {
         let st = self.lock();
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        Ok(st
+        let earlier = st
             .events
             .iter()
             .rev()
-            .filter(|e| before.is_none_or(|b| e.id < b))
-            .filter(|e| session.is_none_or(|s| e.session.as_ref() == Some(s)))
-            .take(limit)
-            .cloned()
-            .collect())
+            .filter(|e| before.is_none_or(|b| e.id < b));
+        Ok(page_of(earlier, session, limit))
     }
+}
+
+/// At most `limit` (0: all) of `events`, in their order, only those about `session` if given.
+fn page_of<'a>(
+    events: impl Iterator<Item = &'a Event>,
+    session: Option<&SessionId>,
+    limit: usize,
+) -> Vec<Event> {
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    events
+        .filter(|e| session.is_none_or(|s| e.session.as_ref() == Some(s)))
+        .take(limit)
+        .cloned()
+        .collect()
 }

@@ -244,6 +244,29 @@ impl SqliteStore {
         rx.await.map_err(|_| Error::Closed("the SQLite writer"))?
     }
 
+    /// A page of the event log: `sql` takes the id bound (`?1`), the session or NULL
+    /// (`?2`) and the limit (`?3`, 0 for none).
+    async fn read_events(
+        &self,
+        sql: &'static str,
+        bound: i64,
+        session: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let session = session.cloned();
+        self.read(move |conn| {
+            let limit = if limit == 0 { -1 } else { limit as i64 };
+            collect(
+                conn,
+                sql,
+                params![bound, session.as_ref().map(|s| s.as_str()), limit],
+                event_from_row,
+                "read events",
+            )
+        })
+        .await
+    }
+
     /// Runs `f` on the read connection, off the runtime.
     async fn read<T: Send + 'static>(
         &self,
@@ -1264,22 +1287,13 @@ impl MessageStore for SqliteStore {
         session: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Event>> {
-        let session = session.cloned();
-        self.read(move |conn| {
-            let limit = if limit == 0 { -1 } else { limit as i64 };
-            collect(
-                conn,
-                "SELECT id, at, session, data FROM events WHERE id > ?1 \
-                 AND (?2 IS NULL OR session = ?2) ORDER BY id LIMIT ?3",
-                params![
-                    after.map(|a| a.0).unwrap_or(0),
-                    session.as_ref().map(|s| s.as_str()),
-                    limit
-                ],
-                event_from_row,
-                "read events",
-            )
-        })
+        self.read_events(
+            "SELECT id, at, session, data FROM events WHERE id > ?1 \
+             AND (?2 IS NULL OR session = ?2) ORDER BY id LIMIT ?3",
+            after.map_or(0, |a| a.0),
+            session,
+            limit,
+        )
         .await
     }
 
@@ -1289,22 +1303,13 @@ impl MessageStore for SqliteStore {
         session: Option<&SessionId>,
         limit: usize,
     ) -> Result<Vec<Event>> {
-        let session = session.cloned();
-        self.read(move |conn| {
-            let limit = if limit == 0 { -1 } else { limit as i64 };
-            collect(
-                conn,
-                "SELECT id, at, session, data FROM events WHERE id < ?1 \
-                 AND (?2 IS NULL OR session = ?2) ORDER BY id DESC LIMIT ?3",
-                params![
-                    before.map(|b| b.0).unwrap_or(i64::MAX),
-                    session.as_ref().map(|s| s.as_str()),
-                    limit
-                ],
-                event_from_row,
-                "read events",
-            )
-        })
+        self.read_events(
+            "SELECT id, at, session, data FROM events WHERE id < ?1 \
+             AND (?2 IS NULL OR session = ?2) ORDER BY id DESC LIMIT ?3",
+            before.map_or(i64::MAX, |b| b.0),
+            session,
+            limit,
+        )
         .await
     }
 }

@@ -7,27 +7,37 @@ use std::sync::OnceLock;
 pub(super) struct File {
     pub content_type: &'static str,
     pub body: &'static str,
+    /// The hash of `body`, computed once.
+    version: OnceLock<String>,
 }
 
 impl File {
+    const fn new(content_type: &'static str, body: &'static str) -> Self {
+        File {
+            content_type,
+            body,
+            version: OnceLock::new(),
+        }
+    }
+
+    /// A hash of the content: what names this version of the file.
+    pub fn version(&self) -> &str {
+        self.version
+            .get_or_init(|| format!("{:016x}", fnv1a(self.body.as_bytes())))
+    }
+
     /// A strong validator of the file's content, so a browser re-checks cheaply.
     pub fn etag(&self) -> String {
-        format!("\"{:016x}\"", fnv1a(self.body.as_bytes()))
+        format!("\"{}\"", self.version())
     }
 }
 
-const APP_JS: File = File {
-    content_type: "text/javascript; charset=utf-8",
-    body: include_str!("assets/app.js"),
-};
-const APP_CSS: File = File {
-    content_type: "text/css; charset=utf-8",
-    body: include_str!("assets/app.css"),
-};
-const ICON: File = File {
-    content_type: "image/svg+xml",
-    body: include_str!("assets/icon.svg"),
-};
+static APP_JS: File = File::new(
+    "text/javascript; charset=utf-8",
+    include_str!("assets/app.js"),
+);
+static APP_CSS: File = File::new("text/css; charset=utf-8", include_str!("assets/app.css"));
+static ICON: File = File::new("image/svg+xml", include_str!("assets/icon.svg"));
 
 /// The file served at `/ui/<name>`.
 pub(super) fn file(name: &str) -> Option<&'static File> {
@@ -48,8 +58,8 @@ pub(super) fn app_page() -> String {
     static PAGE: OnceLock<String> = OnceLock::new();
     PAGE.get_or_init(|| {
         APP_HTML
-            .replace("{js}", &format!("{:016x}", fnv1a(APP_JS.body.as_bytes())))
-            .replace("{css}", &format!("{:016x}", fnv1a(APP_CSS.body.as_bytes())))
+            .replace("{js}", APP_JS.version())
+            .replace("{css}", APP_CSS.version())
             .replace("{version}", env!("CARGO_PKG_VERSION"))
     })
     .clone()
@@ -61,7 +71,7 @@ pub(super) fn login_page(error: Option<&str>) -> String {
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape_html(e)))
         .unwrap_or_default();
     LOGIN_HTML
-        .replace("{css}", &format!("{:016x}", fnv1a(APP_CSS.body.as_bytes())))
+        .replace("{css}", APP_CSS.version())
         .replace("{error}", &error)
 }
 

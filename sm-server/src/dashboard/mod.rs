@@ -94,7 +94,7 @@ pub(crate) fn cookie_caller(parts: &Parts, state: &AppState) -> Result<Option<Ca
         return Err(forbidden_remote());
     }
     if !is_safe(&parts.method) {
-        if parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) != Some("1") {
+        if !carries_csrf_header(&parts.headers) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -108,16 +108,20 @@ pub(crate) fn cookie_caller(parts: &Parts, state: &AppState) -> Result<Option<Ca
     Ok(Some(Caller::Admin))
 }
 
+/// Whether a request carries the header only the dashboard's own script sends.
+fn carries_csrf_header(headers: &HeaderMap) -> bool {
+    headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) == Some("1")
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Why a browser on another machine is refused.
+const ONLY_THIS_MACHINE: &str = "the dashboard is served only to this machine (set server.dashboard_remote: true to serve it to others)";
+
 fn forbidden_remote() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "the dashboard is served only to this machine (set server.dashboard_remote: true to serve it to others)",
-    )
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", ONLY_THIS_MACHINE)
 }
 
 fn cross_origin() -> ApiError {
@@ -206,13 +210,9 @@ fn refused_page(message: &str) -> Response {
 async fn page(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, _) = request.into_parts();
     if !peer_allowed(&parts, &state) {
-        return refused_page(
-            "The dashboard is served only to this machine (server.dashboard_remote).",
-        );
+        return refused_page(ONLY_THIS_MACHINE);
     }
-    let logged_in =
-        cookie(&parts.headers, COOKIE).is_some_and(|v| state.auth.dashboard_cookie_valid(v));
-    if logged_in {
+    if let Ok(Some(_)) = cookie_caller(&parts, &state) {
         html(StatusCode::OK, assets::app_page())
     } else {
         html(StatusCode::OK, assets::login_page(None))
@@ -229,9 +229,7 @@ struct LoginForm {
 async fn login(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     if !peer_allowed(&parts, &state) {
-        return refused_page(
-            "The dashboard is served only to this machine (server.dashboard_remote).",
-        );
+        return refused_page(ONLY_THIS_MACHINE);
     }
     if !same_origin(&parts.headers) {
         return refused_page("A login from another site is refused.");
@@ -276,42 +274,40 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         }
     };
     tracing::info!("dashboard login");
-    let set_cookie = format!(
-        "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        LOGIN_TTL.as_secs()
-    );
-    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
-    if let Ok(value) = HeaderValue::from_str(&set_cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    secured(response, "no-store")
+    let response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    secured(with_cookie(response, &cookie, LOGIN_TTL), "no-store")
 }
 
 /// `POST /ui/logout`: ends this browser's login.
 async fn logout(State(state): State<AppState>, headers: HeaderMap, _body: Bytes) -> Response {
-    if headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) != Some("1") || !same_origin(&headers)
-    {
+    if !carries_csrf_header(&headers) || !same_origin(&headers) {
         return cross_origin().into_response();
     }
     if let Some(value) = cookie(&headers, COOKIE) {
         state.auth.revoke_dashboard_cookie(value);
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("sm_dashboard=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    let response = StatusCode::NO_CONTENT.into_response();
+    secured(with_cookie(response, "", Duration::ZERO), "no-store")
+}
+
+/// Sets (or, with an empty value and no lifetime, clears) the login cookie.
+fn with_cookie(mut response: Response, value: &str, lifetime: Duration) -> Response {
+    let text = format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        lifetime.as_secs()
     );
-    secured(response, "no-store")
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
 }
 
 /// `GET /ui/<file>`: the embedded script, style sheet and icon (public: they hold nothing
 /// but the dashboard's own code).
 async fn asset(
-    State(state): State<AppState>,
     axum::extract::Path(name): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let _ = state;
     let Some(file) = assets::file(&name) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -321,18 +317,15 @@ async fn asset(
         .into_response();
     };
     let etag = file.etag();
-    if headers
+    let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
-        let mut response = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&etag) {
-            response.headers_mut().insert(header::ETAG, v);
-        }
-        return secured(response, "no-cache");
-    }
-    let mut response = ([(header::CONTENT_TYPE, file.content_type)], file.body).into_response();
+        == Some(etag.as_str());
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, file.content_type)], file.body).into_response()
+    };
     if let Ok(v) = HeaderValue::from_str(&etag) {
         response.headers_mut().insert(header::ETAG, v);
     }

@@ -450,21 +450,18 @@
     const sendForm = el("form", { class: "card send", id: "send-form", on: { submit: send } },
       el("h2", {}, "Send"), text, el("div", { class: "line" }, mode, el("button", { type: "submit", id: "send-button" }, "Send")));
 
+    // A one-field form that sets `key` of the session (empty: removes it).
+    const fieldForm = (input, buttonId, buttonText, done, path, key) => el("form", { class: "line", on: { submit: async (e) => {
+      e.preventDefault();
+      const value = input.value.trim();
+      const s = await act(done, () => api("POST", "/sessions/" + enc(id) + path, { [key]: value || null }));
+      if (s) { model.sessions.set(s.id, { ...model.sessions.get(s.id), ...s }); input.value = ""; render(); }
+    } } }, input, el("button", { type: "submit", id: buttonId }, buttonText));
     const nameInput = el("input", { id: "rename-input", placeholder: "new name", "aria-label": "New name" });
     const taskInput = el("input", { id: "task-input", placeholder: "task", "aria-label": "Task" });
     const actions = el("section", { class: "card actions" }, el("h2", {}, "Actions"),
-      el("form", { class: "line", on: { submit: async (e) => {
-        e.preventDefault();
-        const name = nameInput.value.trim();
-        const s = await act("Renamed", () => api("POST", "/sessions/" + enc(id) + "/name", { name: name || null }));
-        if (s) { model.sessions.set(s.id, { ...model.sessions.get(s.id), ...s }); nameInput.value = ""; render(); }
-      } } }, nameInput, el("button", { type: "submit", id: "rename-button" }, "Rename")),
-      el("form", { class: "line", on: { submit: async (e) => {
-        e.preventDefault();
-        const task = taskInput.value.trim();
-        const s = await act("Task set", () => api("POST", "/sessions/" + enc(id) + "/task", { task: task || null }));
-        if (s) { model.sessions.set(s.id, { ...model.sessions.get(s.id), ...s }); taskInput.value = ""; render(); }
-      } } }, taskInput, el("button", { type: "submit", id: "task-button" }, "Set task")),
+      fieldForm(nameInput, "rename-button", "Rename", "Renamed", "/name", "name"),
+      fieldForm(taskInput, "task-button", "Set task", "Task set", "/task", "task"),
       el("div", { class: "line" },
         el("button", { type: "button", id: "clear-button", on: { click: async () => {
           const s = model.sessions.get(id);
