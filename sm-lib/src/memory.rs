@@ -213,11 +213,7 @@ impl MessageStore for MemoryStore {
         status: SessionStatus,
         reason: &str,
     ) -> Result<Session> {
-        if status.is_live() {
-            return Err(Error::InvalidInput(format!(
-                "{status} is a live status; a session ends stopped or dead"
-            )));
-        }
+        crate::store::check_end_status(status)?;
         let mut st = self.lock();
         let i = st.session_index(id)?;
         let s = &mut st.sessions[i];

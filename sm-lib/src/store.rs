@@ -115,6 +115,18 @@ pub fn check_new_session(new: &NewSession) -> Result<()> {
     }
 }
 
+/// Refuses a live status as the status a session ends with; the shared rule of
+/// [`MessageStore::end_session`] for every store.
+pub fn check_end_status(status: SessionStatus) -> Result<()> {
+    if status.is_live() {
+        Err(crate::Error::InvalidInput(format!(
+            "{status} is a live status; a session ends stopped or dead"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// Durable state of sm.
 ///
 /// # Shared contract

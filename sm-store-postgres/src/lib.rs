@@ -344,26 +344,16 @@ impl PostgresStore {
             pool,
             reconnect_for: config.reconnect_for,
         };
-        let started = Instant::now();
-        let mut client = loop {
-            match store.pool.get().await {
-                Ok(client) => break client,
-                Err(e) if started.elapsed() < store.reconnect_for => {
-                    tracing::debug!(error = %e, "PostgreSQL not reachable yet");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => {
-                    return Err(Error::store(
-                        format!(
-                            "cannot connect to PostgreSQL at {}: {}",
-                            redact(&config.url),
-                            pool_error_text(&e)
-                        ),
-                        e,
-                    ));
-                }
-            }
-        };
+        let mut client = store
+            .client(Instant::now())
+            .await
+            .map_err(|e| Error::Store {
+                message: format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    redact(&config.url)
+                ),
+                source: Some(Box::new(e)),
+            })?;
         let raw: &mut tokio_postgres::Client = &mut client;
         schema::migrate(raw).await?;
         Ok(store)
@@ -817,11 +807,7 @@ impl MessageStore for PostgresStore {
         status: SessionStatus,
         reason: &str,
     ) -> Result<Session> {
-        if status.is_live() {
-            return Err(Error::InvalidInput(format!(
-                "{status} is a live status; a session ends stopped or dead"
-            )));
-        }
+        sm_lib::store::check_end_status(status)?;
         no_nul(reason, "the end reason")?;
         run!(self, "end session", Repeat::Safe, |c| {
             let ended = query_opt(

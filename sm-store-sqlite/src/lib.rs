@@ -794,11 +794,7 @@ impl MessageStore for SqliteStore {
         status: SessionStatus,
         reason: &str,
     ) -> Result<Session> {
-        if status.is_live() {
-            return Err(Error::InvalidInput(format!(
-                "{status} is a live status; a session ends stopped or dead"
-            )));
-        }
+        sm_lib::store::check_end_status(status)?;
         let id = id.clone();
         let reason = reason.to_string();
         self.write(move |conn| {
