@@ -136,6 +136,15 @@ pub enum Error {
     #[error("not supported: {0}")]
     NotSupported(String),
 
+    /// The session runs on another node: only that node can reach its terminal.
+    #[error("session {session} runs on node {node}; only that node can reach its terminal")]
+    Elsewhere {
+        /// Its name or short id.
+        session: String,
+        /// The node that owns it.
+        node: String,
+    },
+
     /// The component was shut down.
     #[error("{0} is shut down")]
     Closed(&'static str),
@@ -190,6 +199,7 @@ impl Error {
             Error::Busy(_) => "busy",
             Error::AgentUnresponsive(_) => "agent_unresponsive",
             Error::NotSupported(_) => "not_supported",
+            Error::Elsewhere { .. } => "on_another_node",
             Error::Closed(_) => "closed",
             Error::Io(_) => "io",
         }

@@ -41,6 +41,7 @@
 //! ```
 
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -59,6 +60,7 @@ pub mod conformance;
 pub use backend::{
     BackendEvent, Capabilities, EventCoalescer, Key, RawActivity, SpawnSpec, TerminalBackend,
 };
+pub use cluster::{Cluster, MemoryCluster, NodeInfo};
 pub use config::{Config, LoadedConfig};
 pub use engine::{Caller, Engine, EngineConfig, HookEvent, SpawnRequest};
 pub use error::{Error, Result};

@@ -376,6 +376,10 @@ pub struct Session {
     /// Why it ended (killed, exited with a status, could not start, …), once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// The node (server) whose terminal runs it — the only one that types into it. Unset
+    /// in records made before sm had nodes, which belong to whichever server owns the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Session {
@@ -394,6 +398,7 @@ impl Session {
             created_at: now,
             status_changed_at: now,
             skip_permissions: false,
+            node: None,
             end_reason: None,
         }
     }

@@ -582,7 +582,7 @@ async fn insert_session<C: GenericClient>(
         c,
         &format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}, client_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ),
         &[
             &s.id.as_str(),
@@ -597,6 +597,7 @@ async fn insert_session<C: GenericClient>(
             &s.task,
             &s.end_reason,
             &s.skip_permissions,
+            &s.node,
             &client_key,
         ],
     )
@@ -639,6 +640,9 @@ fn check_session_text(s: &Session) -> Result<()> {
     }
     if let Some(reason) = &s.end_reason {
         no_nul(reason, "the end reason")?;
+    }
+    if let Some(node) = &s.node {
+        no_nul(node, "the node name")?;
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ fn path_from(bytes: Vec<u8>) -> PathBuf {
 }
 
 pub const SESSION_COLUMNS: &str = "id, name, parent, agent, model, working_dir, status, \
-     created_at, status_changed_at, task, end_reason, skip_permissions";
+     created_at, status_changed_at, task, end_reason, skip_permissions, node";
 
 pub fn session(row: &Row) -> Result<Session> {
     Ok(Session {
@@ -60,6 +60,7 @@ pub fn session(row: &Row) -> Result<Session> {
         status_changed_at: Timestamp(get(row, "status_changed_at")?),
         end_reason: get(row, "end_reason")?,
         skip_permissions: get(row, "skip_permissions")?,
+        node: get(row, "node")?,
     })
 }
 

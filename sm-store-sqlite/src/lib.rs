@@ -459,7 +459,7 @@ fn blob_to_path(b: Vec<u8>) -> PathBuf {
 }
 
 const SESSION_COLUMNS: &str = "id, name, parent, agent, model, working_dir, status, created_at, \
-     status_changed_at, task, end_reason, skip_permissions";
+     status_changed_at, task, end_reason, skip_permissions, node";
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -475,6 +475,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         status_changed_at: Timestamp(row.get("status_changed_at")?),
         end_reason: row.get("end_reason")?,
         skip_permissions: row.get("skip_permissions")?,
+        node: row.get("node")?,
     })
 }
 
@@ -640,7 +641,7 @@ fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -
     conn.exec(
         &format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}, client_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
         ),
         params![
             s.id.as_str(),
@@ -655,6 +656,7 @@ fn insert_session_tx(conn: &Connection, s: &Session, client_key: Option<&str>) -
             s.task,
             s.end_reason,
             s.skip_permissions,
+            s.node,
             client_key,
         ],
     )

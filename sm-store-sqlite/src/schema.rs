@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 6: whether a session runs without permission prompts (what its children may get).
     "ALTER TABLE sessions ADD COLUMN skip_permissions INTEGER NOT NULL DEFAULT 0;",
+    // 7: the node whose terminal runs a session (unset for records made before nodes).
+    "ALTER TABLE sessions ADD COLUMN node TEXT;",
 ];
 
 /// The schema version this build writes.

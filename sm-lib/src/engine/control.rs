@@ -20,10 +20,11 @@ impl Engine {
         target: &SessionId,
         command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
     ) -> Result<T> {
-        let handle = lock_map(&self.inner.actors)
-            .get(target)
-            .cloned()
-            .ok_or_else(|| Error::SessionNotFound(target.to_string()))?;
+        let handle = lock_map(&self.inner.actors).get(target).cloned();
+        let Some(handle) = handle else {
+            self.refuse_if_elsewhere(target).await?;
+            return Err(Error::SessionNotFound(target.to_string()));
+        };
         let (reply, rx) = oneshot::channel();
         handle
             .commands
@@ -60,8 +61,12 @@ impl Engine {
     /// Kills `target` on the engine's own account, recording `reason` as why it ended.
     pub(super) async fn end_agent(&self, target: &SessionId, reason: Option<String>) -> Result<()> {
         let handle = lock_map(&self.inner.actors).get(target).cloned();
-        if let Some(h) = &handle {
-            let _ = h.commands.send(Command::Killing(reason.clone()));
+        match &handle {
+            Some(h) => {
+                let _ = h.commands.send(Command::Killing(reason.clone()));
+            }
+            // Another node's agent: only its owner may end it.
+            None => self.refuse_if_elsewhere(target).await?,
         }
         // The terminal first: whatever the actor is busy with, the agent stops now.
         self.inner.backend.kill(target).await?;

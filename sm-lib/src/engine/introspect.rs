@@ -10,12 +10,14 @@ use crate::types::{Event, EventKind, SessionId, Timestamp};
 impl Engine {
     /// The last `lines` lines of an agent's terminal.
     pub async fn output(&self, id: &SessionId, lines: usize) -> Result<Vec<String>> {
+        self.refuse_if_elsewhere(id).await?;
         self.inner.backend.capture_tail(id, lines).await
     }
 
     /// The agent's visible screen with its colours: each row's text and SGR sequences only
     /// (see [`crate::engine::sanitize::keep_sgr`]), for a person's view.
     pub async fn styled_screen(&self, id: &SessionId) -> Result<Vec<String>> {
+        self.refuse_if_elsewhere(id).await?;
         let rows = self.inner.backend.capture_styled(id).await?;
         Ok(rows
             .iter()
@@ -61,6 +63,8 @@ impl Engine {
     /// more context.
     pub async fn what(&self, id: &SessionId, deep: bool) -> Result<what::Summary> {
         let session = self.session(id).await?;
+        // Its screen and transcript are on its owner's machine.
+        self.refuse_if_elsewhere(id).await?;
         let events = self.inner.store.events(None, Some(id), 0).await?;
         let mut last_message = None;
         let mut last_tool = None;

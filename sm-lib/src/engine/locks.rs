@@ -7,6 +7,9 @@ use crate::error::{Error, Result};
 use crate::lock_policy::Contention;
 use crate::types::{EventKind, Lock, LockKind, LockRequest, SessionId};
 
+/// How often a blocked auto-lock looks again in a cluster.
+const CLUSTER_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Engine {
     /// Takes the lock on the caller's workspace (explicit, held until released or death).
     pub async fn lock(&self, holder: &SessionId, reason: &str) -> Result<Lock> {
@@ -134,8 +137,13 @@ impl Engine {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(Error::LockConflict(held));
                     }
-                    // Retry when any lock is released, or at the deadline.
-                    let _ = tokio::time::timeout_at(deadline, released).await;
+                    // Retry when any lock is released, or at the deadline; in a cluster
+                    // also every little while (another node's release is not heard here).
+                    let mut retry_at = deadline;
+                    if self.inner.cluster.is_some() {
+                        retry_at = retry_at.min(tokio::time::Instant::now() + CLUSTER_LOCK_RETRY);
+                    }
+                    let _ = tokio::time::timeout_at(retry_at, released).await;
                 }
                 Err(e) => return Err(e),
             }

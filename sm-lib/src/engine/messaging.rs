@@ -9,7 +9,9 @@ use super::{
     Caller, Engine, HookEvent, WaitResult, actor::Command, lock_map, sanitize_message, what,
 };
 use crate::error::{Error, Result};
-use crate::types::{DeliveryMode, Event, EventKind, Message, NewMessage, SessionId, Timestamp};
+use crate::types::{
+    DeliveryMode, Event, EventKind, Message, NewMessage, Session, SessionId, Timestamp,
+};
 
 impl Engine {
     /// Queues `text` for `target` in `mode` and returns the stored message. Returns once the
@@ -61,7 +63,8 @@ impl Engine {
         mode: DeliveryMode,
         client_key: Option<String>,
     ) -> Result<Message> {
-        self.live_session(target, "it cannot receive messages")
+        let session = self
+            .live_session(target, "it cannot receive messages")
             .await?;
         let message = self
             .inner
@@ -86,14 +89,18 @@ impl Engine {
             },
         )
         .await;
-        self.kick(target);
+        self.kick(&session).await;
         Ok(message.into_inner())
     }
 
-    pub(super) fn kick(&self, target: &SessionId) {
-        if let Some(h) = lock_map(&self.inner.actors).get(target) {
+    /// Tells `target`'s actor its queue changed: at once when it runs here, else by
+    /// poking the node that owns it.
+    pub(super) async fn kick(&self, target: &Session) {
+        if let Some(h) = lock_map(&self.inner.actors).get(&target.id) {
             let _ = h.commands.send(Command::Kick);
+            return;
         }
+        self.poke_owner(target).await;
     }
 
     /// Returns at once; when `target` next finishes a turn with nothing left queued for it
@@ -172,13 +179,20 @@ impl Engine {
         target: &SessionId,
         timeout: Duration,
     ) -> Result<crate::types::Wait> {
-        self.live_session(target, "there is nothing to wait for")
+        let session = self
+            .live_session(target, "there is nothing to wait for")
             .await?;
         let deadline = Timestamp(Timestamp::now().0 + timeout.as_millis() as i64);
         let wait = self.inner.store.add_wait(waiter, target, deadline).await?;
-        match lock_map(&self.inner.actors).get(target) {
+        let local = lock_map(&self.inner.actors).get(target).cloned();
+        match local {
             Some(h) => {
                 let _ = h.commands.send(Command::WaitAdded(wait.clone()));
+                Ok(wait)
+            }
+            // Its owner loads the wait from the store when poked (or at its next sweep).
+            None if !self.owns(&session) => {
+                self.poke_owner(&session).await;
                 Ok(wait)
             }
             None => Err(Error::SessionNotFound(target.to_string())),
@@ -191,6 +205,7 @@ impl Engine {
     pub async fn hook(&self, id: &SessionId, event: HookEvent) -> Result<()> {
         let handle = lock_map(&self.inner.actors).get(id).cloned();
         let Some(h) = handle else {
+            self.refuse_if_elsewhere(id).await?;
             return Err(Error::SessionNotFound(id.to_string()));
         };
         let report = h.profile.read_hook(&event.event, &event.payload);

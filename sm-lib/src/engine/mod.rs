@@ -9,6 +9,7 @@
 //! and one turn wake its waiters once.
 
 mod actor;
+mod cluster;
 mod control;
 mod introspect;
 mod locks;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::backend::{BackendEvent, TerminalBackend};
+use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::lock_policy::LockPolicy;
 use crate::notifier::{Notification, Notifier};
@@ -96,6 +98,14 @@ pub struct EngineConfig {
     pub parent_notify: crate::config::ParentNotifications,
     /// Runs every agent inside this sandbox (`None`: unsandboxed).
     pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// This node's name, recorded on every session it spawns (with a cluster, the cluster's
+    /// node name wins). Shown in views; without a cluster it decides nothing.
+    pub node: Option<String>,
+    /// How often the engine looks in the store for work other nodes' pokes may have missed
+    /// (only with a cluster).
+    pub sweep_interval: Duration,
+    /// How often the node renews its lease (only with a cluster).
+    pub heartbeat_interval: Duration,
     /// Terminal size for new agents.
     pub cols: u16,
     /// Terminal size for new agents.
@@ -117,6 +127,9 @@ impl Default for EngineConfig {
             notify: crate::config::NotifyConfig::default(),
             parent_notify: crate::config::ParentNotifications::default(),
             sandbox: None,
+            node: None,
+            sweep_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(3),
             cols: 200,
             rows: 50,
         }
@@ -242,6 +255,7 @@ pub(crate) struct Inner {
     profiles: HashMap<AgentKind, Arc<dyn AgentProfile>>,
     config: EngineConfig,
     summariser: Option<Arc<dyn what::Summariser>>,
+    cluster: Option<Arc<dyn Cluster>>,
     actors: Mutex<HashMap<SessionId, ActorHandle>>,
     events: broadcast::Sender<EngineEvent>,
     /// Signalled whenever a lock is released, so blocked auto-locks retry at once.
@@ -278,7 +292,7 @@ impl ActorHandle {
     }
 }
 
-fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -291,9 +305,17 @@ pub struct EngineBuilder {
     profiles: HashMap<AgentKind, Arc<dyn AgentProfile>>,
     config: EngineConfig,
     summariser: Option<Arc<dyn what::Summariser>>,
+    cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl EngineBuilder {
+    /// Runs as one node of `cluster`: only sessions of this node get an actor here; work
+    /// for other nodes' sessions is left in the store and their owner poked.
+    pub fn cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Writes `what` summaries with `summariser` (default: `claude -p` with haiku; the
     /// heuristic fallback is used whenever it fails).
     pub fn summariser(mut self, summariser: Arc<dyn what::Summariser>) -> Self {
@@ -338,6 +360,7 @@ impl EngineBuilder {
                 profiles: self.profiles,
                 config: self.config,
                 summariser: self.summariser,
+                cluster: self.cluster,
                 actors: Mutex::new(HashMap::new()),
                 events,
                 lock_released: tokio::sync::Notify::new(),
@@ -345,6 +368,7 @@ impl EngineBuilder {
         };
         engine.listen_to_backend();
         engine.recover().await?;
+        engine.listen_to_cluster().await?;
         Ok(engine)
     }
 }
@@ -374,6 +398,7 @@ impl Engine {
             profiles,
             config: EngineConfig::default(),
             summariser: Some(Arc::new(what::ClaudeSummariser::default())),
+            cluster: None,
         }
     }
 
@@ -478,7 +503,7 @@ impl Engine {
         let live: std::collections::HashSet<SessionId> =
             self.inner.backend.list().await?.into_iter().collect();
         for session in self.inner.store.list_sessions().await? {
-            if !session.status.is_live() {
+            if !session.status.is_live() || !self.owns(&session) {
                 continue;
             }
             let Some(profile) = self.inner.profiles.get(&session.agent).cloned() else {

@@ -88,6 +88,7 @@ impl Engine {
         session.parent = caller.session().cloned();
         session.model = request.model.clone();
         session.skip_permissions = request.skip_permissions;
+        session.node = self.node().map(str::to_string);
         // The session and its first message are stored together, before anything runs: a
         // crash at any later point leaves an agent that still gets its prompt, once.
         let created = self

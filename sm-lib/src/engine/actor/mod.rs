@@ -38,6 +38,9 @@ pub(crate) enum Command {
     Signal(AgentSignal),
     /// A wait on this session was registered.
     WaitAdded(Wait),
+    /// Another node changed this session's queue or waits in the store: load the waits
+    /// again and look at the queue.
+    Refresh,
     /// Reset the agent's context.
     Clear(oneshot::Sender<Result<()>>),
     /// Pick option `option` (0-based) of the question on screen; answers its label.
@@ -147,14 +150,7 @@ impl Actor {
         mut commands: mpsc::UnboundedReceiver<Command>,
         first: Option<Command>,
     ) {
-        match self.inner().store.list_waits(Some(&self.id)).await {
-            Ok(waits) => {
-                for w in waits {
-                    self.add_wait(w);
-                }
-            }
-            Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot load waits"),
-        }
+        self.load_waits().await;
         let mut running = match first {
             Some(command) => self.handle(command).await,
             None => true,
@@ -198,7 +194,23 @@ impl Actor {
         self.engine.actor_finished(&self.id);
     }
 
+    /// Takes every stored wait on this session it does not know yet.
+    async fn load_waits(&mut self) {
+        match self.inner().store.list_waits(Some(&self.id)).await {
+            Ok(waits) => {
+                for w in waits {
+                    self.add_wait(w);
+                }
+            }
+            Err(e) => tracing::warn!(session = %self.id, error = %e, "cannot load waits"),
+        }
+    }
+
+    /// Adds a wait, unless it is known already.
     fn add_wait(&mut self, wait: Wait) {
+        if self.waits.iter().any(|(w, _)| w.id == wait.id) {
+            return;
+        }
         let left = (wait.deadline.0 - Timestamp::now().0).max(0) as u64;
         let due = Instant::now() + Duration::from_millis(left);
         self.waits.push((wait, due));
@@ -228,6 +240,10 @@ impl Actor {
                 self.apply(fx).await;
             }
             Command::WaitAdded(wait) => self.add_wait(wait),
+            Command::Refresh => {
+                self.queue_dirty = true;
+                self.load_waits().await;
+            }
             Command::Clear(reply) => {
                 let result = self.clear().await;
                 let _ = reply.send(result);
