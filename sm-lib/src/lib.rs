@@ -60,7 +60,7 @@ pub mod conformance;
 pub use backend::{
     BackendEvent, Capabilities, EventCoalescer, Key, RawActivity, SpawnSpec, TerminalBackend,
 };
-pub use cluster::{Cluster, MemoryCluster, NodeInfo};
+pub use cluster::{Cluster, MemoryCluster, NodeInfo, Pending, Signal};
 pub use config::{Config, LoadedConfig};
 pub use engine::{Caller, Engine, EngineConfig, HookEvent, SpawnRequest};
 pub use error::{Error, Result};

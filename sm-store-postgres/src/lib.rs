@@ -31,6 +31,7 @@
 //! With the `test-cluster` feature, [`test_cluster::TestCluster`] runs a throwaway
 //! PostgreSQL server for tests.
 
+mod cluster;
 mod rows;
 mod schema;
 #[cfg(feature = "test-cluster")]
@@ -51,6 +52,7 @@ use tokio_postgres::types::ToSql;
 
 use rows::{EVENT_COLUMNS, LOCK_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS, WAIT_COLUMNS};
 
+pub use cluster::{PostgresCluster, valid_node_name};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 /// The advisory lock key event appends hold until they commit (ASCII "sm_evt").
@@ -131,6 +133,14 @@ pub fn redact(url: &str) -> String {
 pub struct PostgresStore {
     pool: Pool,
     reconnect_for: Duration,
+    /// How to open a connection of its own (a node's LISTEN connection).
+    direct: std::sync::Arc<Direct>,
+}
+
+/// What a connection outside the pool needs.
+pub(crate) struct Direct {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 /// The database's own words for an error (tokio-postgres's `Display` says only "db error").
@@ -326,14 +336,18 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            Manager::from_config(
-                pg,
-                tls_connector(config.ca_file.as_deref())?,
-                manager_config,
-            )
+        let tls = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            Some(tls_connector(config.ca_file.as_deref())?)
         } else {
-            Manager::from_config(pg, tokio_postgres::NoTls, manager_config)
+            None
+        };
+        let direct = std::sync::Arc::new(Direct {
+            config: pg.clone(),
+            tls: tls.clone(),
+        });
+        let manager = match tls {
+            Some(tls) => Manager::from_config(pg, tls, manager_config),
+            None => Manager::from_config(pg, tokio_postgres::NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
@@ -343,6 +357,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             reconnect_for: config.reconnect_for,
+            direct,
         };
         let mut client = store
             .client(Instant::now())
@@ -359,8 +374,33 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The secret called `name` that every node of this database shares: `proposed`
+    /// when no node stored one before (this node is the first), else the stored one.
+    pub async fn shared_secret(&self, name: &str, proposed: &str) -> Result<String> {
+        let client = self.client(Instant::now()).await?;
+        let client: &deadpool_postgres::Client = &client;
+        let row = query_opt(
+            client,
+            "WITH added AS (INSERT INTO sm_secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING value) \
+             SELECT value FROM added UNION ALL SELECT value FROM sm_secrets WHERE name = $1",
+            &[&name, &proposed],
+        )
+        .await
+        .map_err(|e| store_error("read the shared secret", e))?;
+        match row {
+            Some(row) => row
+                .try_get::<_, String>(0)
+                .map_err(|e| store_error("read the shared secret", e)),
+            None => Err(Error::Store {
+                message: format!("the shared secret {name} is missing"),
+                source: None,
+            }),
+        }
+    }
+
     /// A connection from the pool, waiting out a lost database for `reconnect_for`.
-    async fn client(&self, started: Instant) -> Result<deadpool_postgres::Object> {
+    pub(crate) async fn client(&self, started: Instant) -> Result<deadpool_postgres::Object> {
         let mut pause = Duration::from_millis(20);
         loop {
             match self.pool.get().await {

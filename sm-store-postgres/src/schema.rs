@@ -89,6 +89,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_session ON events (session, id);
     ",
+    // 2: nodes — which node runs each session, the nodes' leases, secrets nodes share.
+    "
+    ALTER TABLE sessions ADD COLUMN node TEXT;
+    CREATE INDEX sessions_node ON sessions (node) WHERE status NOT IN ('stopped', 'dead');
+    -- Heartbeats are stamped with the database's clock, so nodes' clocks need not agree.
+    CREATE TABLE sm_nodes (
+        name         TEXT PRIMARY KEY NOT NULL,
+        url          TEXT NOT NULL,
+        started_at   BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL
+    );
+    CREATE TABLE sm_secrets (
+        name  TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -207,3 +207,145 @@ async fn a_nul_in_a_message_is_refused_as_bad_input() {
         .unwrap_err();
     assert!(matches!(err, sm_lib::Error::InvalidInput(_)), "{err}");
 }
+
+/// Waits (up to 20 s) for the next signal that `want` accepts, skipping others.
+async fn next_signal(
+    rx: &mut tokio::sync::broadcast::Receiver<sm_lib::Signal>,
+    want: impl Fn(&sm_lib::Signal) -> bool,
+) -> sm_lib::Signal {
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match rx.recv().await {
+                Ok(s) if want(&s) => return s,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("signals closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("no signal within 20 s")
+}
+
+/// Two nodes on one database: each holds a lease the other sees, a poke reaches only the
+/// node it names, and each node's pending work is its own sessions' queued messages and
+/// waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_see_each_others_leases_and_pokes_reach_only_their_node() {
+    use sm_lib::Cluster;
+    use sm_store_postgres::PostgresCluster;
+    let url = fresh_url().await;
+    let store = PostgresStore::connect(PostgresConfig::new(url))
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(15);
+    let a = PostgresCluster::join(&store, "node-a", lease)
+        .await
+        .unwrap();
+    let b = PostgresCluster::join(&store, "node-b", lease)
+        .await
+        .unwrap();
+    a.heartbeat("http://127.0.0.1:1").await.unwrap();
+    b.heartbeat("http://127.0.0.1:2").await.unwrap();
+    let nodes = a.nodes().await.unwrap();
+    let seen: Vec<(&str, &str, bool)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.url.as_str(), n.reachable))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("node-a", "http://127.0.0.1:1", true),
+            ("node-b", "http://127.0.0.1:2", true)
+        ]
+    );
+
+    let mut on_a = a.signals();
+    let mut on_b = b.signals();
+    let mut worker = session();
+    worker.node = Some("node-b".into());
+    store.insert_session(&worker).await.unwrap();
+    a.poke("node-b", &worker.id).await.unwrap();
+    let got = next_signal(&mut on_b, |s| matches!(s, sm_lib::Signal::Poke(_))).await;
+    assert_eq!(got, sm_lib::Signal::Poke(worker.id.clone()));
+    assert!(
+        !matches!(on_a.try_recv(), Ok(sm_lib::Signal::Poke(_))),
+        "node-a must not hear node-b's poke"
+    );
+
+    assert!(b.pending().await.unwrap().is_empty());
+    store
+        .enqueue(message(&worker.id, "queued".into()))
+        .await
+        .unwrap();
+    let wait = store
+        .add_wait(None, &worker.id, sm_lib::Timestamp(i64::MAX / 2))
+        .await
+        .unwrap();
+    let pending = b.pending().await.unwrap();
+    assert_eq!(
+        pending,
+        vec![sm_lib::Pending {
+            session: worker.id.clone(),
+            queued: true,
+            newest_wait: wait.id,
+        }]
+    );
+    assert!(
+        a.pending().await.unwrap().is_empty(),
+        "not node-a's session"
+    );
+
+    assert!(
+        sm_store_postgres::valid_node_name("a b").is_err()
+            && sm_store_postgres::valid_node_name("x\"; DROP").is_err()
+    );
+}
+
+/// A node's notification connection is lost in a PostgreSQL restart: it reconnects on its
+/// own, says so (`Resync`, so the engine looks at everything), and hears pokes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_listens_again_after_a_postgres_restart() {
+    use sm_lib::Cluster;
+    use sm_store_postgres::PostgresCluster;
+    let cluster = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let cluster = Arc::new(cluster);
+    let url = cluster.fresh_database().await.unwrap();
+    let store = PostgresStore::connect(PostgresConfig::new(url))
+        .await
+        .unwrap();
+    let node = PostgresCluster::join(&store, "solo", std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    let mut signals = node.signals();
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.kill())
+        .await
+        .unwrap()
+        .unwrap();
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.restart())
+        .await
+        .unwrap()
+        .unwrap();
+    next_signal(&mut signals, |s| *s == sm_lib::Signal::Resync).await;
+    let id = sm_lib::SessionId::new_random();
+    // Pokes sent right after the reconnect may race the LISTEN; keep poking until heard.
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            node.poke("solo", &id).await.unwrap();
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), signals.recv()).await
+            {
+                if s == sm_lib::Signal::Poke(id.clone()) {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "no poke heard after the restart");
+}
