@@ -270,6 +270,28 @@ fn run(c: &Client, command: Command, json: bool) -> Result<(), CliError> {
     }
 }
 
+/// `postgres://user:secret@host/db` → `postgres://user:<set>@host/db`; a password given
+/// as a `password=` parameter is masked the same way.
+fn mask_password(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let start = scheme_end + 3 + colon + 1;
+                out.replace_range(start..scheme_end + 3 + at, "<set>");
+            }
+        }
+    }
+    if let Some(p) = out.find("password=") {
+        let start = p + "password=".len();
+        let end = out[start..].find('&').map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "<set>");
+    }
+    out
+}
+
 fn config(path: Option<&std::path::Path>) -> Result<(), CliError> {
     let loaded = Config::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
     for w in &loaded.warnings {
@@ -280,6 +302,27 @@ fn config(path: Option<&std::path::Path>) -> Result<(), CliError> {
     if shown.telegram.token.is_some() {
         shown.telegram.token = Some("<set>".into());
     }
+    if let Some(url) = &shown.store.postgres_url {
+        shown.store.postgres_url = Some(mask_password(url));
+    }
     output::json(&serde_json::to_value(&shown).unwrap_or_default());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_password;
+
+    #[test]
+    fn sm_config_never_prints_a_postgres_password() {
+        assert_eq!(
+            mask_password("postgres://sm:hunter2@db.local:5432/sm?sslmode=require"),
+            "postgres://sm:<set>@db.local:5432/sm?sslmode=require"
+        );
+        assert_eq!(
+            mask_password("postgres://db/sm?user=sm&password=hunter2&sslmode=require"),
+            "postgres://db/sm?user=sm&password=<set>&sslmode=require"
+        );
+        assert_eq!(mask_password("postgres://sm@db/sm"), "postgres://sm@db/sm");
+    }
 }

@@ -74,6 +74,11 @@ impl Auth {
         }
     }
 
+    /// The admin token itself (to share it with the other nodes of a cluster).
+    pub(crate) fn admin_token(&self) -> &str {
+        &self.admin
+    }
+
     fn mac(&self, id: &SessionId) -> String {
         self.mac_of(id.as_str().as_bytes())
     }

@@ -174,6 +174,93 @@ fn fake_agent_program(config: &Config) -> Option<PathBuf> {
     })
 }
 
+/// The store the configuration chose, with what comes with it.
+struct ChosenStore {
+    store: Arc<dyn sm_lib::MessageStore>,
+    /// With PostgreSQL: this server as a node of everyone pointed at the same database.
+    cluster: Option<Arc<dyn sm_lib::Cluster>>,
+    /// The node name (shown in views; decisive only in a cluster).
+    node: String,
+    /// The admin token: in a cluster the one every node shares.
+    auth: Auth,
+}
+
+/// This machine's host name, as a valid node name (`local` when it cannot be read).
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    if name.is_empty() {
+        "local".into()
+    } else {
+        name
+    }
+}
+
+/// The embedded SQLite file, or with `store.postgres_url` the shared PostgreSQL database
+/// and this server's place in its cluster. Nodes of one cluster share one admin token
+/// (the first node's, kept in the database) so agent tokens and dashboard cookies issued
+/// by any node are valid on all; a node whose own token differs adopts the shared one and
+/// rewrites its token file, so local `sm` keeps working.
+async fn store_from_config(
+    config: &Config,
+    auth: Auth,
+    token_path: &std::path::Path,
+) -> Result<ChosenStore, ServerError> {
+    let node = config.node.name.clone().unwrap_or_else(host_name);
+    let Some(url) = &config.store.postgres_url else {
+        let store = Arc::new(SqliteStore::open(config.database_path()).await?);
+        return Ok(ChosenStore {
+            store,
+            cluster: None,
+            node,
+            auth,
+        });
+    };
+    let pg = sm_store_postgres::PostgresStore::connect(sm_store_postgres::PostgresConfig {
+        url: url.clone(),
+        ca_file: config
+            .store
+            .ca_file
+            .as_deref()
+            .map(sm_lib::config::expand_tilde),
+        pool_size: config.store.pool_size,
+        ..sm_store_postgres::PostgresConfig::new(url.clone())
+    })
+    .await?;
+    let shared = pg.shared_secret("admin_token", auth.admin_token()).await?;
+    let auth = if shared == auth.admin_token() {
+        auth
+    } else {
+        tracing::info!("adopting the cluster's admin token");
+        write_private(token_path, &shared).map_err(|source| ServerError::Io {
+            what: format!("cannot write the admin token to {}", token_path.display()),
+            source,
+        })?;
+        Auth::with_admin_token(shared)
+    };
+    let cluster = sm_store_postgres::PostgresCluster::join(&pg, &node, config.node.lease()).await?;
+    tracing::info!(%node, "joined the cluster on PostgreSQL");
+    Ok(ChosenStore {
+        store: Arc::new(pg),
+        cluster: Some(Arc::new(cluster)),
+        node,
+        auth,
+    })
+}
+
 /// Builds everything the server runs on `listener`: auth (the admin token in the state
 /// dir), store, backend and engine (which re-adopts running agents).
 pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, ServerError> {
@@ -183,8 +270,10 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
             what: format!("cannot create the admin token in {}", state_dir.display()),
             source,
         })?;
+    let chosen = store_from_config(config, auth, &token_path).await?;
+    let auth = chosen.auth;
     tracing::info!(token_file = %token_path.display(), "admin token ready");
-    let store = Arc::new(SqliteStore::open(config.database_path()).await?);
+    let store = chosen.store;
     let backend = backend_from_config(config).await?;
     let local = listener.local_addr().map_err(|source| ServerError::Io {
         what: "cannot read the listening address".into(),
@@ -211,6 +300,9 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         urgent_delay: Duration::from_millis(config.sm_send.urgent_delay_ms),
         notify: config.monitor.notify,
         parent_notify: config.child_agents.notifications,
+        node: Some(chosen.node),
+        node_url: config.node.url.clone(),
+        heartbeat_interval: (config.node.lease() / 5).max(Duration::from_millis(100)),
         agent_env: Some(AgentEnv(Arc::new(move |id| {
             vec![(
                 sm_lib::wire::env::TOKEN.to_string(),
@@ -219,8 +311,11 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         }))),
         ..EngineConfig::default()
     };
-    let mut builder = Engine::builder(store, backend)
-        .config(engine_config)
+    let mut builder = Engine::builder(store, backend).config(engine_config);
+    if let Some(cluster) = chosen.cluster {
+        builder = builder.cluster(cluster);
+    }
+    let mut builder = builder
         .lock_policy(Arc::new(sm_lib::DefaultLockPolicy {
             auto_wait: Duration::from_secs_f64(config.locks.auto_wait),
         }))

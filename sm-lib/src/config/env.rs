@@ -49,6 +49,30 @@ impl Override {
 /// The environment variables that override file settings.
 pub const ENV_OVERRIDES: &[Override] = &[
     Override {
+        var: "SM_STORE_POSTGRES_URL",
+        key: "store.postgres_url",
+        apply: |c, _, v| {
+            c.store.postgres_url = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_NODE_NAME",
+        key: "node.name",
+        apply: |c, _, v| {
+            c.node.name = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    Override {
+        var: "SM_NODE_URL",
+        key: "node.url",
+        apply: |c, _, v| {
+            c.node.url = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    Override {
         var: "SM_SERVER_HOST",
         key: "server.host",
         apply: |c, _, v| {

@@ -34,6 +34,11 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where state lives.
     pub paths: PathsConfig,
+    /// Which store holds messages and sessions: the embedded SQLite file (default) or a
+    /// PostgreSQL database shared by several nodes.
+    pub store: StoreConfig,
+    /// This server as a node of a cluster (with a PostgreSQL store).
+    pub node: NodeConfig,
     /// The output monitor.
     pub monitor: MonitorConfig,
     /// Telegram control (enabled when a token is set).

@@ -224,6 +224,64 @@ pub struct FakeAgentConfig {
     pub program: Option<PathBuf>,
 }
 
+/// `store.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL (`postgres://user:password@host/db`, `sslmode=require` for TLS):
+    /// the store is that database, shared with every node pointed at it. Unset (the
+    /// default): the embedded SQLite file in the state dir.
+    pub postgres_url: Option<String>,
+    /// PEM file of the certificate authorities for PostgreSQL's TLS certificate (default:
+    /// the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Most PostgreSQL connections this node keeps. Default 16.
+    pub pool_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            postgres_url: None,
+            ca_file: None,
+            pool_size: 16,
+        }
+    }
+}
+
+/// `node.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// This node's name, unique in its cluster and kept across restarts (a restarted node
+    /// re-adopts the agents recorded under its name). Default: the host name.
+    pub name: Option<String>,
+    /// The URL other nodes reach this node's API at (requests that need this node's
+    /// terminals are sent there). Default: the address it listens on, which only works
+    /// for other nodes when that is not loopback-only (`server.host`).
+    pub url: Option<String>,
+    /// Seconds a node counts as reachable after its last heartbeat; past it, its sessions
+    /// are shown unreachable. Default 15.
+    pub lease: f64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: None,
+            url: None,
+            lease: 15.0,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The lease as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.lease)
+    }
+}
+
 /// `server.*`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -67,6 +67,38 @@ impl Config {
                 "must be a positive number of seconds",
             ));
         }
+        if self.store.pool_size == 0 {
+            return Err(bad("store.pool_size", "must be at least 1"));
+        }
+        if let Some(url) = &self.store.postgres_url {
+            if url.trim().is_empty() {
+                return Err(bad(
+                    "store.postgres_url",
+                    "must not be empty (leave it out for the embedded SQLite store)",
+                ));
+            }
+        }
+        if !(self.node.lease.is_finite() && self.node.lease > 0.0) {
+            return Err(bad("node.lease", "must be a positive number of seconds"));
+        }
+        if let Some(name) = &self.node.name {
+            let ok = !name.is_empty()
+                && name.len() <= 60
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(bad(
+                    "node.name",
+                    "use 1 to 60 ASCII letters, digits, '.', '_' or '-'",
+                ));
+            }
+        }
+        if let Some(url) = &self.node.url {
+            if !url.starts_with("http://") {
+                return Err(bad("node.url", "must be an http:// URL"));
+            }
+        }
         if self.delivery.max_message_bytes == 0 {
             return Err(bad("delivery.max_message_bytes", "must be at least 1"));
         }

@@ -70,7 +70,12 @@ impl Engine {
         let Some(cluster) = self.inner.cluster.clone() else {
             return Ok(());
         };
-        let url = self.inner.config.server_url.clone().unwrap_or_default();
+        let config = &self.inner.config;
+        let url = config
+            .node_url
+            .clone()
+            .or_else(|| config.server_url.clone())
+            .unwrap_or_default();
         cluster.heartbeat(&url).await?;
         let signals = cluster.signals();
         let weak = Arc::downgrade(&self.inner);

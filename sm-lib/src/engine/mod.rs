@@ -101,6 +101,9 @@ pub struct EngineConfig {
     /// This node's name, recorded on every session it spawns (with a cluster, the cluster's
     /// node name wins). Shown in views; without a cluster it decides nothing.
     pub node: Option<String>,
+    /// The URL other nodes reach this node's API at, published with its lease (default:
+    /// `server_url`).
+    pub node_url: Option<String>,
     /// How often the engine looks in the store for work other nodes' pokes may have missed
     /// (only with a cluster).
     pub sweep_interval: Duration,
@@ -128,6 +131,7 @@ impl Default for EngineConfig {
             parent_notify: crate::config::ParentNotifications::default(),
             sandbox: None,
             node: None,
+            node_url: None,
             sweep_interval: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(3),
             cols: 200,
