@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             enabled: false,
             remote: false,
         },
+        nodes: Default::default(),
     });
     let app = Router::new()
         .route("/hello", get(|| async { "hello from the host app" }))

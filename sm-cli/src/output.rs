@@ -44,7 +44,29 @@ pub fn sessions(list: &[SessionView]) {
         println!("(no sessions)");
         return;
     }
-    for SessionView { session: s, .. } in list {
+    // The node column appears once the swarm spans several machines.
+    let mut nodes: Vec<&str> = list
+        .iter()
+        .filter_map(|v| v.session.node.as_deref())
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let show_node = nodes.len() > 1 || list.iter().any(|v| v.unreachable);
+    for SessionView {
+        session: s,
+        unreachable,
+        ..
+    } in list
+    {
+        let status = if *unreachable {
+            "unreachable".to_string()
+        } else {
+            s.status.to_string()
+        };
+        let node = match (&s.node, show_node) {
+            (Some(n), true) => format!("  [node {}]", clean(n)),
+            _ => String::new(),
+        };
         let task = s
             .task
             .as_deref()
@@ -56,9 +78,9 @@ pub fn sessions(list: &[SessionView]) {
             .map(|r| format!("  ({})", clean(r)))
             .unwrap_or_default();
         println!(
-            "{:<28} {:<12} {:<7} {}{task}{ended}",
+            "{:<28} {:<12} {:<7} {}{node}{task}{ended}",
             label(s),
-            s.status,
+            status,
             s.agent,
             clean(&s.working_dir.display().to_string())
         );

@@ -77,6 +77,9 @@ pub struct SpawnBody {
     /// uses it to retry safely through a server restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The node it runs on, in a cluster (default: the node that takes the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `POST /sessions/{id}/input`: send a message.
@@ -220,6 +223,10 @@ pub struct SessionView {
     /// How many messages wait for it (queued, or being typed).
     #[serde(default)]
     pub queued: usize,
+    /// Its node (in a cluster) has not renewed its lease: the session cannot be reached
+    /// now; its queue is kept and delivered when the node is back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreachable: bool,
 }
 
 /// Who the caller of `GET /me` (and `GET /status`) is.
@@ -257,6 +264,12 @@ pub struct Status {
     pub sessions: Vec<SessionView>,
     /// Every workspace lock, as `GET /locks` lists them.
     pub locks: Vec<crate::types::Lock>,
+    /// The node that answered (in a cluster, or the host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// In a cluster: every node, with whether its lease holds (`GET /nodes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::cluster::NodeInfo>,
 }
 
 /// The body of every error response.

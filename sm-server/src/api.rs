@@ -39,6 +39,8 @@ pub struct AppState {
     pub default_models: std::collections::HashMap<sm_lib::AgentKind, String>,
     /// Whether and to whom the web dashboard is served.
     pub dashboard: crate::dashboard::Settings,
+    /// Reaches the other nodes of a cluster (requests that need their terminals).
+    pub nodes: crate::proxy::NodeClient,
 }
 
 /// The OpenAPI document of this API (served at `/openapi.json`, browsable at `/docs`).
@@ -46,7 +48,7 @@ pub struct AppState {
 #[openapi(
     info(title = "sm", description = "Session manager for swarms of AI coding agents"),
     paths(
-        health, me, status, list_sessions, spawn, get_session, kill, input, watch, clear, answer, rename,
+        health, me, status, nodes, list_sessions, spawn, get_session, kill, input, watch, clear, answer, rename,
         children, output, messages, set_task, subagents, what, hook, list_locks, lock, unlock, auto_lock, events, event_stream
     ),
     modifiers(&BearerToken)
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/me", get(me))
         .route("/status", get(status))
+        .route("/nodes", get(nodes))
         .route("/sessions", get(list_sessions).post(spawn))
         .route("/sessions/{id}", get(get_session).delete(kill))
         .route("/sessions/{id}/input", post(input))
@@ -99,6 +102,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(events))
         .route("/events/stream", get(event_stream))
         .merge(dashboard)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::proxy::to_owner,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Answers shrink for clients that ask (browsers do; the CLI does not): a listing of
         // a thousand sessions is a sixth of its size in gzip. The event stream is never
@@ -152,6 +159,7 @@ impl From<Error> for ApiError {
             | Error::NotLive { .. }
             | Error::Busy(_) => StatusCode::CONFLICT,
             Error::AgentUnresponsive(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Elsewhere { .. } => StatusCode::MISDIRECTED_REQUEST,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -477,11 +485,23 @@ async fn all_views(state: &AppState) -> Result<Vec<SessionView>, ApiError> {
 }
 
 fn view(state: &AppState, session: Session) -> SessionView {
-    let attach = state.engine.backend().attach_command(&session.id);
+    // Another node's terminal cannot be attached from here.
+    let owned = state.engine.owns(&session);
+    let attach = owned
+        .then(|| state.engine.backend().attach_command(&session.id))
+        .flatten();
+    let unreachable = !owned
+        && session.status.is_live()
+        && session
+            .node
+            .as_deref()
+            .and_then(|n| state.engine.node_reachable(n))
+            == Some(false);
     SessionView {
         session,
         attach,
         queued: 0,
+        unreachable,
     }
 }
 
@@ -513,7 +533,17 @@ async fn status(
         me,
         sessions,
         locks,
+        node: state.engine.node().map(str::to_string),
+        nodes: state.engine.nodes(),
     }))
+}
+
+#[utoipa::path(get, path = "/nodes", tag = "sessions", security(("token" = [])), responses((status = 200, body = Vec<sm_lib::NodeInfo>, description = "The cluster's nodes (empty without a cluster), each with its URL, last heartbeat and whether its lease holds"), (status = 401, body = ErrorBody)))]
+async fn nodes(
+    State(state): State<AppState>,
+    Authed(_caller): Authed,
+) -> ApiResult<Vec<sm_lib::NodeInfo>> {
+    Ok(Json(state.engine.refresh_nodes().await?))
 }
 
 #[utoipa::path(get, path = "/sessions", tag = "sessions", security(("token" = [])), responses((status = 200, body = Vec<SessionView>), (status = 401, body = ErrorBody)))]
@@ -545,6 +575,26 @@ async fn spawn(
     Body(body): Body,
 ) -> ApiResult<SessionView> {
     let body: SpawnBody = parse(&body)?;
+    if let Some(node) = &body.node {
+        // Another node's spawns were forwarded to it before reaching here.
+        if Some(node.as_str()) != state.engine.node() {
+            let reason = if state.engine.cluster().is_some() {
+                format!(
+                    "this request for node {node} reached node {} (it was forwarded once already)",
+                    state.engine.node().unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "this server is not in a cluster; it runs agents only on itself, not on node {node}"
+                )
+            };
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                reason,
+            ));
+        }
+    }
     let agent: AgentKind = body.agent.as_deref().unwrap_or("claude").parse()?;
     let working_dir = match (body.working_dir, &caller) {
         (Some(dir), _) => dir,

@@ -17,6 +17,7 @@ pub mod dashboard;
 mod linger;
 mod parse_errors;
 pub mod peer;
+pub mod proxy;
 pub mod telegram;
 pub mod webhook;
 
@@ -374,6 +375,7 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         url,
         default_models: default_models(config),
         dashboard: dashboard::Settings::from_config(config),
+        nodes: Default::default(),
     })
 }
 

@@ -109,6 +109,8 @@ pub struct SpawnArgs {
     /// Start it without permission prompts.
     #[serde(default)]
     pub skip_permissions: bool,
+    /// In a cluster of sm servers: the node to run it on. Default: your own node.
+    pub node: Option<String>,
 }
 
 /// Arguments of `send`.
@@ -322,6 +324,7 @@ impl SmTools {
                 skip_permissions: args.skip_permissions,
                 resume: None,
                 idempotency_key: key(),
+                node: args.node,
             };
             let view = c.post_idempotent("/sessions", &body)?;
             let mut line = format!("spawned {}", label(&view));

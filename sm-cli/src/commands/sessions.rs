@@ -124,6 +124,8 @@ pub fn status(client: &Client, json_out: bool) -> Result<(), CliError> {
             me: whoami(client)?,
             sessions: list(client)?,
             locks: client.get_as("/locks")?,
+            node: None,
+            nodes: Vec::new(),
         },
         other => other?,
     };
@@ -134,6 +136,25 @@ pub fn status(client: &Client, json_out: bool) -> Result<(), CliError> {
     match status.me.session() {
         None => println!("me: admin"),
         Some(s) => println!("me: {} {}", output::label(s), s.status),
+    }
+    if !status.nodes.is_empty() {
+        let nodes: Vec<String> = status
+            .nodes
+            .iter()
+            .map(|n| {
+                let name = output::clean(&n.name);
+                if n.reachable {
+                    name
+                } else {
+                    format!("{name} (unreachable)")
+                }
+            })
+            .collect();
+        println!(
+            "node: {} of {}",
+            output::clean(status.node.as_deref().unwrap_or("?")),
+            nodes.join(", ")
+        );
     }
     let live_sessions: Vec<SessionView> = status.sessions.into_iter().filter(live).collect();
     println!("sessions ({} live):", live_sessions.len());

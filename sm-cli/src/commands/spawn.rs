@@ -34,6 +34,9 @@ pub struct Args {
     /// the id sm recorded from its hooks) instead of starting a new one.
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+    /// In a cluster: the node to run it on (default: the node the server you talk to is).
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 /// The line `sm spawn` and `sm new --no-attach` print for a new session.
@@ -56,6 +59,7 @@ pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> 
         // One key for every attempt: a retry after a broken connection gets the agent the
         // first attempt started, not a second one.
         idempotency_key: Some(sm_lib::SessionId::new_random().to_string()),
+        node: args.node.clone(),
     };
     let answer = client.post_idempotent("/sessions", &body)?;
     if json_out {
@@ -63,6 +67,9 @@ pub fn run(client: &Client, args: Args, json_out: bool) -> Result<(), CliError> 
     } else {
         let view: SessionView = typed(answer)?;
         print_spawned(&view.session);
+        if let (Some(_), Some(node)) = (&args.node, &view.session.node) {
+            println!("on node {node}");
+        }
         if args.wait.is_some() {
             println!("you will get a message when it finishes its first turn");
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::{Engine, Inner, actor::Command, display_name, lock_map};
-use crate::cluster::{Cluster, Signal};
+use crate::cluster::{Cluster, NodeInfo, Signal};
 use crate::error::{Error, Result};
 use crate::types::{Session, SessionId};
 
@@ -24,6 +24,30 @@ impl Engine {
     /// The cluster this engine is a node of, if any.
     pub fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
         self.inner.cluster.as_ref()
+    }
+
+    /// The cluster's nodes as read at the last heartbeat (empty without a cluster).
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        lock_map(&self.inner.nodes).clone()
+    }
+
+    /// Whether `node` held its lease at the last heartbeat; `None` for a node the cluster
+    /// does not know (or without a cluster).
+    pub fn node_reachable(&self, node: &str) -> Option<bool> {
+        lock_map(&self.inner.nodes)
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.reachable)
+    }
+
+    /// Reads the cluster's nodes now (and keeps them for [`Engine::nodes`]).
+    pub async fn refresh_nodes(&self) -> Result<Vec<NodeInfo>> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(Vec::new());
+        };
+        let nodes = cluster.nodes().await?;
+        *lock_map(&self.inner.nodes) = nodes.clone();
+        Ok(nodes)
     }
 
     /// Whether this engine runs `session`'s terminal. Without a cluster every session is
@@ -77,6 +101,7 @@ impl Engine {
             .or_else(|| config.server_url.clone())
             .unwrap_or_default();
         cluster.heartbeat(&url).await?;
+        self.refresh_nodes().await?;
         let signals = cluster.signals();
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(keep_lease(weak.clone(), cluster.clone(), url));
@@ -108,6 +133,13 @@ async fn keep_lease(weak: std::sync::Weak<Inner>, cluster: Arc<dyn Cluster>, url
         tokio::time::sleep(every).await;
         if let Err(e) = cluster.heartbeat(&url).await {
             tracing::warn!(error = %e, "cannot renew this node's lease");
+        }
+        match cluster.nodes().await {
+            Ok(nodes) => match weak.upgrade() {
+                Some(inner) => *lock_map(&inner.nodes) = nodes,
+                None => return,
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot read the cluster's nodes"),
         }
     }
 }

@@ -260,6 +260,8 @@ pub(crate) struct Inner {
     config: EngineConfig,
     summariser: Option<Arc<dyn what::Summariser>>,
     cluster: Option<Arc<dyn Cluster>>,
+    /// The cluster's nodes as last read (at each heartbeat), for views and routing.
+    nodes: Mutex<Vec<crate::cluster::NodeInfo>>,
     actors: Mutex<HashMap<SessionId, ActorHandle>>,
     events: broadcast::Sender<EngineEvent>,
     /// Signalled whenever a lock is released, so blocked auto-locks retry at once.
@@ -365,6 +367,7 @@ impl EngineBuilder {
                 config: self.config,
                 summariser: self.summariser,
                 cluster: self.cluster,
+                nodes: Mutex::new(Vec::new()),
                 actors: Mutex::new(HashMap::new()),
                 events,
                 lock_released: tokio::sync::Notify::new(),

@@ -38,6 +38,7 @@ fn session(
         session: s,
         attach: Some(vec!["tmux".into(), "attach".into()]),
         queued: 0,
+        unreachable: false,
     }
 }
 
