@@ -21,9 +21,14 @@ fn database() -> String {
 /// A node named `name` of the cluster on `db`. A short lease, so a dead node is seen
 /// unreachable quickly; a fixed port, so its agents' hooks reach it again after a restart.
 fn node(db: &str, name: &str) -> Server {
+    node_with(db, name, "")
+}
+
+/// [`node`] with more `node.*` settings (indented YAML lines).
+fn node_with(db: &str, name: &str, more: &str) -> Server {
     Server::start_opts(Options {
         extra_config: format!(
-            "claude:\n  command: sm-test-no-claude-here\nstore:\n  postgres_url: {db}\n  pool_size: 4\nnode:\n  name: {name}\n  lease: 2\n"
+            "claude:\n  command: sm-test-no-claude-here\nstore:\n  postgres_url: {db}\n  pool_size: 4\nnode:\n  name: {name}\n  lease: 2\n{more}"
         ),
         fixed_port: true,
         ..Options::default()
@@ -211,4 +216,51 @@ fn a_dead_node_is_shown_unreachable_keeps_its_queue_and_resumes_when_back() {
         (sessions_named(&a, "far")["unreachable"] != true).then_some(())
     });
     assert_eq!(b.prompts("far").len(), 2, "delivered once");
+}
+
+#[test]
+fn a_node_away_past_the_grace_has_its_sessions_declared_dead_and_ends_them_when_back() {
+    let db = database();
+    let a = node_with(&db, "a", "  grace: 1\n");
+    let mut b = node_with(&db, "b", "  grace: 1\n");
+    std::fs::write(
+        a.work().join("em.sh"),
+        "sm spawn --agent fake --node b --name far --wait 600 'stand by'\n",
+    )
+    .unwrap();
+    a.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "em",
+        "--skip-permissions",
+        "plan [[bash sh em.sh]]",
+    ]);
+    b.wait_prompts("far", 1);
+    let far_id = sessions_named(&a, "far")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.kill9();
+    // Node a declares it dead and wakes the EM that waits on it.
+    let em = a.until("the EM told its worker's node is gone", || {
+        let p = a.prompts("em");
+        p.iter()
+            .find(|p| p.starts_with("[sm] far") && p.contains("node b was unreachable"))
+            .cloned()
+    });
+    assert!(em.contains("ended"), "{em}");
+    assert_eq!(sessions_named(&a, "far")["status"], "dead");
+    // Back, node b ends the agent it left running instead of re-adopting it.
+    let windows = |s: &Server| s.tmux(&["list-windows", "-a", "-F", "#{window_name}"]);
+    assert!(
+        windows(&b).contains(&far_id),
+        "the agent outlived its node's server"
+    );
+    b.restart();
+    b.until("the orphaned agent's terminal gone", || {
+        (!windows(&b).contains(&far_id)).then_some(())
+    });
+    assert_eq!(sessions_named(&b, "far")["status"], "dead");
 }

@@ -95,6 +95,16 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// This node's live sessions with a queued message or a wait.
     async fn pending(&self) -> Result<Vec<Pending>>;
+
+    /// When `node`'s lease ran out more than `grace` ago: moves every live session of it
+    /// to this node and returns them as now stored (this node then ends them — their
+    /// agents are out of reach — so their waiters and senders are told); otherwise none.
+    /// Atomic: when several nodes adopt at once, each session goes to exactly one.
+    async fn adopt_orphans(
+        &self,
+        node: &str,
+        grace: Duration,
+    ) -> Result<Vec<crate::types::Session>>;
 }
 
 /// How long a node's lease lasts without a heartbeat, unless configured.
@@ -197,6 +207,25 @@ impl Cluster for MemoryCluster {
             .entry(self.node.clone())
             .or_insert_with(|| broadcast::channel(1024).0)
             .subscribe()
+    }
+
+    async fn adopt_orphans(
+        &self,
+        node: &str,
+        grace: Duration,
+    ) -> Result<Vec<crate::types::Session>> {
+        let cutoff = Timestamp::now().0 - (self.lease + grace).as_millis() as i64;
+        // The registry's lock is held while moving, so two adopters never both move one.
+        let registry = crate::engine::lock_map(&self.registry);
+        let gone = node != self.node
+            && registry
+                .nodes
+                .get(node)
+                .is_some_and(|(_, at)| at.0 < cutoff);
+        if !gone {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.move_live_sessions(node, &self.node))
     }
 
     async fn pending(&self) -> Result<Vec<Pending>> {

@@ -144,6 +144,20 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Moves to `to` every live session recorded on node `from`, returning them: what a
+    /// [`crate::MemoryCluster`] node does when it adopts a dead node's sessions.
+    pub(crate) fn move_live_sessions(&self, from: &str, to: &str) -> Vec<Session> {
+        let mut st = self.lock();
+        let mut moved = Vec::new();
+        for s in st.sessions.iter_mut() {
+            if s.status.is_live() && s.node.as_deref() == Some(from) {
+                s.node = Some(to.to_string());
+                moved.push(s.clone());
+            }
+        }
+        moved
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State half-updated in a way that
         // matters more than losing the whole store, so recover the guard.

@@ -20,6 +20,19 @@ struct Node {
 }
 
 async fn node(store: &Arc<MemoryStore>, cluster: MemoryCluster, backend: MemoryBackend) -> Node {
+    let config = EngineConfig {
+        sweep_interval: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    node_with(store, cluster, backend, config).await
+}
+
+async fn node_with(
+    store: &Arc<MemoryStore>,
+    cluster: MemoryCluster,
+    backend: MemoryBackend,
+    config: EngineConfig,
+) -> Node {
     let mut hooks = backend.hook_events();
     let engine = Engine::builder(store.clone(), Arc::new(backend.clone()))
         .profile(Arc::new(FakeProfile {
@@ -27,10 +40,7 @@ async fn node(store: &Arc<MemoryStore>, cluster: MemoryCluster, backend: MemoryB
             env: Default::default(),
         }))
         .cluster(Arc::new(cluster))
-        .config(EngineConfig {
-            sweep_interval: Duration::from_secs(2),
-            ..EngineConfig::default()
-        })
+        .config(config)
         .start()
         .await
         .unwrap();
@@ -220,4 +230,99 @@ async fn a_node_that_stops_renewing_its_lease_is_listed_unreachable() {
     t.cluster.join("b").expire();
     let nodes = t.cluster.nodes().await.unwrap();
     assert!(!nodes.iter().find(|n| n.name == "b").unwrap().reachable);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_gone_past_the_grace_has_its_sessions_declared_dead_and_their_waiters_told() {
+    let store = Arc::new(MemoryStore::new());
+    let cluster = MemoryCluster::new("a", store.clone());
+    let a = node_with(
+        &store,
+        cluster.clone(),
+        MemoryBackend::new(),
+        EngineConfig {
+            sweep_interval: Duration::from_secs(2),
+            orphan_grace: Some(Duration::from_secs(60)),
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    let b_cluster = cluster.join("b");
+    let b_backend = MemoryBackend::new();
+    // Node b renews its lease only at start: once expired, it stays so.
+    let b = node_with(
+        &store,
+        b_cluster.clone(),
+        b_backend.clone(),
+        EngineConfig {
+            heartbeat_interval: Duration::from_secs(365 * 24 * 3600),
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let em = spawn(&a, "em", None, dir.path()).await;
+    let worker = spawn(&b, "worker", Some(&em), dir.path()).await;
+    let as_em = Caller::Session(em.id.clone());
+    a.engine
+        .wait(&as_em, &worker.id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    // Node b goes away (its agent still running on its machine) and its lease runs out.
+    b.engine.shutdown();
+    b_cluster.expire();
+    let sent = a
+        .engine
+        .send(
+            &as_em,
+            &worker.id,
+            "are you there?",
+            DeliveryMode::Sequential,
+        )
+        .await
+        .unwrap();
+    pass(Duration::from_secs(10)).await;
+
+    let s = store.get_session(&worker.id).await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Dead, "{s:?}");
+    assert!(
+        s.end_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("node b was unreachable"),
+        "{s:?}"
+    );
+    let m = store.get_message(sent.id).await.unwrap().unwrap();
+    assert_eq!(
+        m.state,
+        MessageState::Failed,
+        "the sender learns it was not delivered"
+    );
+    let woken = a.backend.submitted(&em.id);
+    assert!(
+        woken
+            .iter()
+            .any(|t| t.starts_with("[sm] worker") && t.contains("ended (its node b")),
+        "the waiting EM is woken: {woken:?}"
+    );
+    assert!(b_backend.submitted(&worker.id).is_empty());
+
+    // Node b comes back: the agent it left running is ended, not re-adopted.
+    assert!(
+        sm_lib::TerminalBackend::list(&b_backend)
+            .await
+            .unwrap()
+            .contains(&worker.id)
+    );
+    let _again = node(&store, b_cluster, b_backend.clone()).await;
+    pass(Duration::from_secs(1)).await;
+    assert!(
+        !sm_lib::TerminalBackend::list(&b_backend)
+            .await
+            .unwrap()
+            .contains(&worker.id)
+    );
+    let s = store.get_session(&worker.id).await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Dead);
 }

@@ -304,6 +304,7 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         node: Some(chosen.node),
         node_url: config.node.url.clone(),
         heartbeat_interval: (config.node.lease() / 5).max(Duration::from_millis(100)),
+        orphan_grace: config.node.grace(),
         agent_env: Some(AgentEnv(Arc::new(move |id| {
             vec![(
                 sm_lib::wire::env::TOKEN.to_string(),

@@ -9,14 +9,17 @@
 //!   lost, and the engine looks at every session instead.
 //! - **Pending work**: one query over the node's live sessions, their queued messages and
 //!   their waits.
+//! - **Orphans**: a node adopts the live sessions of a node dead past the grace in one
+//!   `UPDATE … RETURNING`, so each goes to exactly one adopter.
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sm_lib::cluster::{Cluster, NodeInfo, Pending, Signal};
-use sm_lib::{Error, Result, SessionId, Timestamp};
+use sm_lib::{Error, Result, Session, SessionId, Timestamp};
 use tokio::sync::broadcast;
 
+use crate::rows::SESSION_COLUMNS;
 use crate::{PostgresStore, query, query_opt, store_error};
 
 /// The database's clock in milliseconds since the epoch, as SQL.
@@ -276,6 +279,32 @@ impl Cluster for PostgresCluster {
 
     fn signals(&self) -> broadcast::Receiver<Signal> {
         self.signals.subscribe()
+    }
+
+    async fn adopt_orphans(&self, node: &str, grace: Duration) -> Result<Vec<Session>> {
+        if node == self.node {
+            return Ok(Vec::new());
+        }
+        let client = self.store.client(Instant::now()).await?;
+        let client: &deadpool_postgres::Client = &client;
+        let cutoff = (self.lease + grace).as_millis() as i64;
+        // Two nodes adopting at once: the second waits on the row locks, then re-checks
+        // the condition against the moved rows (now on a live node) and skips them.
+        let rows = query(
+            client,
+            &format!(
+                "UPDATE sessions SET node = $1 \
+                 WHERE status NOT IN ('stopped', 'dead') AND node = $2 AND EXISTS ( \
+                   SELECT 1 FROM sm_nodes WHERE name = $2 AND heartbeat_at < {DB_NOW_MS} - $3) \
+                 RETURNING {SESSION_COLUMNS}"
+            ),
+            &[&self.node, &node, &cutoff],
+        )
+        .await
+        .map_err(|e| store_error("adopt the sessions of dead nodes", e))?;
+        rows.iter()
+            .map(crate::rows::session)
+            .collect::<Result<Vec<Session>>>()
     }
 
     async fn pending(&self) -> Result<Vec<Pending>> {

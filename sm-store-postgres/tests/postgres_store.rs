@@ -349,3 +349,81 @@ async fn a_node_listens_again_after_a_postgres_restart() {
     .await;
     assert!(heard.is_ok(), "no poke heard after the restart");
 }
+
+/// The live sessions of a node whose lease ran out past the grace go to exactly one of
+/// the nodes adopting them at once; a node still within its grace keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_sessions_are_adopted_by_exactly_one_node() {
+    use sm_lib::Cluster;
+    use sm_store_postgres::PostgresCluster;
+    let url = fresh_url().await;
+    let store = PostgresStore::connect(PostgresConfig::new(url))
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_millis(200);
+    let join = |name: &'static str| PostgresCluster::join(&store, name, lease);
+    let (a, b, c, gone) = (
+        join("a").await.unwrap(),
+        join("b").await.unwrap(),
+        join("c").await.unwrap(),
+        join("gone").await.unwrap(),
+    );
+    for n in [&a, &b, &c, &gone] {
+        n.heartbeat("http://127.0.0.1:1").await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut s = session();
+        s.node = Some("gone".into());
+        if i == 0 {
+            s.status = sm_lib::SessionStatus::Dead;
+        }
+        store.insert_session(&s).await.unwrap();
+        if i > 0 {
+            ids.push(s.id);
+        }
+    }
+    let grace = std::time::Duration::from_secs(2);
+    // Within the lease and grace: nothing moves.
+    gone.heartbeat("http://127.0.0.1:1").await.unwrap();
+    assert!(a.adopt_orphans("gone", grace).await.unwrap().is_empty());
+    // Polls the database's view of the lease (its own clock) with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let nodes = a.nodes().await.unwrap();
+        let gone_at = nodes
+            .iter()
+            .find(|n| n.name == "gone")
+            .unwrap()
+            .heartbeat_at;
+        if sm_lib::Timestamp::now().0 - gone_at.0 > 3_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never ran out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for n in [&a, &b, &c] {
+        n.heartbeat("http://127.0.0.1:1").await.unwrap();
+    }
+    let (x, y, z) = tokio::join!(
+        a.adopt_orphans("gone", grace),
+        b.adopt_orphans("gone", grace),
+        c.adopt_orphans("gone", grace)
+    );
+    let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
+    let mut all: Vec<sm_lib::SessionId> =
+        x.iter().chain(&y).chain(&z).map(|s| s.id.clone()).collect();
+    all.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(all, expected, "every live session adopted once");
+    for (adopter, got) in [("a", &x), ("b", &y), ("c", &z)] {
+        assert!(got.iter().all(|s| s.node.as_deref() == Some(adopter)));
+    }
+    // A node never adopts its own, nor a live node's.
+    assert!(a.adopt_orphans("a", grace).await.unwrap().is_empty());
+    assert!(a.adopt_orphans("b", grace).await.unwrap().is_empty());
+}

@@ -263,6 +263,10 @@ pub struct NodeConfig {
     /// Seconds a node counts as reachable after its last heartbeat; past it, its sessions
     /// are shown unreachable. Default 15.
     pub lease: f64,
+    /// Seconds a node may stay unreachable before its live sessions are declared dead by
+    /// another node (waiters woken, senders told what was not delivered). 0: never — they
+    /// wait for their node however long it takes. Default 600.
+    pub grace: f64,
 }
 
 impl Default for NodeConfig {
@@ -271,6 +275,7 @@ impl Default for NodeConfig {
             name: None,
             url: None,
             lease: 15.0,
+            grace: 600.0,
         }
     }
 }
@@ -279,6 +284,11 @@ impl NodeConfig {
     /// The lease as a duration.
     pub fn lease(&self) -> Duration {
         Duration::from_secs_f64(self.lease)
+    }
+
+    /// The grace before an unreachable node's sessions are declared dead (`None`: never).
+    pub fn grace(&self) -> Option<Duration> {
+        (self.grace > 0.0).then(|| Duration::from_secs_f64(self.grace))
     }
 }
 

@@ -81,6 +81,12 @@ impl Config {
         if !(self.node.lease.is_finite() && self.node.lease > 0.0) {
             return Err(bad("node.lease", "must be a positive number of seconds"));
         }
+        if !(self.node.grace.is_finite() && self.node.grace >= 0.0) {
+            return Err(bad(
+                "node.grace",
+                "must be a number of seconds (0: never declare them dead)",
+            ));
+        }
         if let Some(name) = &self.node.name {
             let ok = !name.is_empty()
                 && name.len() <= 60

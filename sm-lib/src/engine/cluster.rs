@@ -111,6 +111,70 @@ impl Engine {
     }
 }
 
+/// Why a session of a node gone past the grace ended (names the node, so that node, if it
+/// comes back, knows the agent it still runs was declared dead).
+pub(super) fn orphan_reason(node: &str, grace: std::time::Duration) -> String {
+    format!(
+        "its node {node} was unreachable for longer than the grace of {} s",
+        grace.as_secs()
+    )
+}
+
+impl Engine {
+    /// Whether `session` was this node's and was declared dead by another node while this
+    /// one was away.
+    pub(super) fn was_declared_dead_as_orphan(&self, session: &Session) -> bool {
+        let Some(me) = self.node() else { return false };
+        !session.status.is_live()
+            && session
+                .end_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(&format!("its node {me} was unreachable")))
+    }
+
+    /// Adopts and ends the live sessions of every node whose lease ran out more than the
+    /// grace ago: each ends as its actor ends a dead agent (queue failed with senders told,
+    /// waiters woken, the parent told), on this node.
+    async fn end_orphans(&self, cluster: &Arc<dyn Cluster>, grace: std::time::Duration) {
+        let me = cluster.node().to_string();
+        for node in self.nodes() {
+            if node.reachable || node.name == me {
+                continue;
+            }
+            let adopted = match cluster.adopt_orphans(&node.name, grace).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %e, "cannot adopt a dead node's sessions");
+                    continue;
+                }
+            };
+            for session in adopted {
+                let Some(profile) = self.inner.profiles.get(&session.agent).cloned() else {
+                    let _ = self
+                        .inner
+                        .store
+                        .end_session(
+                            &session.id,
+                            crate::types::SessionStatus::Dead,
+                            &orphan_reason(&node.name, grace),
+                        )
+                        .await;
+                    continue;
+                };
+                tracing::warn!(session = %session.id, node = %node.name, "declaring dead a session of a node gone past the grace");
+                self.start_actor(
+                    session,
+                    profile,
+                    Some(Command::Exited {
+                        status: None,
+                        reason: orphan_reason(&node.name, grace),
+                    }),
+                );
+            }
+        }
+    }
+}
+
 /// Tells the local actor of `id`, if any, to look at its queue and waits again.
 fn refresh(inner: &Inner, id: &SessionId) {
     if let Some(h) = lock_map(&inner.actors).get(id) {
@@ -175,6 +239,12 @@ async fn sweep(weak: std::sync::Weak<Inner>, cluster: Arc<dyn Cluster>) {
             }
         };
         let Some(inner) = weak.upgrade() else { return };
+        if let Some(grace) = inner.config.orphan_grace {
+            let engine = Engine {
+                inner: inner.clone(),
+            };
+            engine.end_orphans(&cluster, grace).await;
+        }
         let mut still = HashMap::new();
         for p in pending {
             let known = seen_waits.get(&p.session).copied().unwrap_or(0);

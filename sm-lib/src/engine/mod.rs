@@ -109,6 +109,10 @@ pub struct EngineConfig {
     pub sweep_interval: Duration,
     /// How often the node renews its lease (only with a cluster).
     pub heartbeat_interval: Duration,
+    /// How long after another node's lease ran out its live sessions are declared dead
+    /// (by whichever node gets to them first), with waiters and senders told; `None`:
+    /// never, they stay unreachable until their node is back. Only with a cluster.
+    pub orphan_grace: Option<Duration>,
     /// Terminal size for new agents.
     pub cols: u16,
     /// Terminal size for new agents.
@@ -134,6 +138,7 @@ impl Default for EngineConfig {
             node_url: None,
             sweep_interval: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(3),
+            orphan_grace: None,
             cols: 200,
             rows: 50,
         }
@@ -510,6 +515,15 @@ impl Engine {
         let live: std::collections::HashSet<SessionId> =
             self.inner.backend.list().await?.into_iter().collect();
         for session in self.inner.store.list_sessions().await? {
+            if live.contains(&session.id) && self.was_declared_dead_as_orphan(&session) {
+                // This node was away past the grace: another node ended the session and
+                // told its waiters; the agent left running here must not act on.
+                tracing::warn!(session = %session.id, "ending an agent declared dead while this node was away");
+                if let Err(e) = self.inner.backend.kill(&session.id).await {
+                    tracing::warn!(session = %session.id, error = %e, "cannot end the agent");
+                }
+                continue;
+            }
             if !session.status.is_live() || !self.owns(&session) {
                 continue;
             }
