@@ -11,7 +11,7 @@ use super::{Actor, Now};
 use crate::engine::profile::AgentProfile;
 use crate::engine::screen::ScreenState;
 use crate::error::Result;
-use crate::types::{DeliveryMode, EventKind, Message, SessionStatus};
+use crate::types::{DeliveryMode, EventKind, Message, MessageState, SessionStatus};
 
 /// How often a blocked delivery is retried when no output suggests a change.
 pub(super) const BLOCKED_RETRY: Duration = Duration::from_secs(1);
@@ -101,12 +101,47 @@ impl Actor {
         }
     }
 
+    /// After a claim whose outcome is unknown: every message of this session still marked
+    /// claimed was never typed — this actor is the only one that types into the terminal,
+    /// and it typed nothing since (recovery settled those from before a restart) — so it
+    /// goes back to the queue in its place. False while the store cannot be read.
+    async fn settle_unknown_claims(&mut self) -> bool {
+        let store = self.inner().store.clone();
+        let claimed = match store
+            .list_messages(&crate::store::MessageFilter {
+                target: Some(self.id.clone()),
+                states: vec![MessageState::Delivering],
+                limit: 0,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        for message in claimed {
+            if let Err(e) = store
+                .requeue(message.id, "its claim was interrupted before it was typed")
+                .await
+            {
+                tracing::warn!(message = %message.id, error = %e, "cannot requeue");
+                return false;
+            }
+            tracing::info!(message = %message.id, "requeued a message whose claim was interrupted");
+        }
+        self.claim_unsettled = false;
+        true
+    }
+
     pub(super) async fn deliver_next(&mut self) -> Outcome {
         let modes = self.deliverable_modes();
         if modes.is_empty() {
             return Outcome::Nothing;
         }
         let store = self.inner().store.clone();
+        if self.claim_unsettled && !self.settle_unknown_claims().await {
+            return Outcome::Blocked;
+        }
         let next_mode = match store.peek_next(&self.id, modes).await {
             Ok(Some(next)) => next.mode,
             Ok(None) => return Outcome::Nothing,
@@ -124,6 +159,8 @@ impl Actor {
             Ok(None) => return Outcome::Nothing,
             Err(e) => {
                 tracing::warn!(session = %self.id, error = %e, "cannot claim");
+                // The claim may have been committed before the error (a lost connection).
+                self.claim_unsettled = true;
                 return Outcome::Blocked;
             }
         };

@@ -76,6 +76,9 @@ pub(crate) struct Actor {
     waits: Vec<(Wait, Instant)>,
     /// The queue may hold something deliverable: look before sleeping.
     queue_dirty: bool,
+    /// A claim failed without saying whether it happened (the store's connection was
+    /// lost): a message may sit claimed that nothing typed; settled before the next claim.
+    claim_unsettled: bool,
     /// When a blocked delivery is tried again.
     retry_at: Option<Instant>,
     /// The last blocked delivery is worth retrying almost at once (a screen still settling).
@@ -126,6 +129,7 @@ impl Actor {
             output,
             waits: Vec::new(),
             queue_dirty: true,
+            claim_unsettled: false,
             retry_at: None,
             retry_soon: false,
             retry_on_output: false,
