@@ -21,14 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn now_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-        * 1000.0
-}
+use sm_tests::bench::{now_ms, report};
 
 struct Bench {
     server: sm_tests::Server,
@@ -40,12 +33,7 @@ struct Bench {
 impl Bench {
     fn start() -> Bench {
         // The Stop hook wrapper timestamps the moment the hook starts.
-        let hook = |cmd: &str| json!([{ "hooks": [{ "type": "command", "command": cmd }] }]);
-        let hooks = json!({ "hooks": {
-            "SessionStart": hook("{sm} hook session-start"),
-            "UserPromptSubmit": hook("{sm} hook user-prompt-submit"),
-            "Stop": hook("sh -c 'echo \"$SM_SESSION_ID $(date +%s%N)\" >> {dir}/stops; exec {sm} hook stop'"),
-        }});
+        let hooks = sm_tests::bench::timed_stop_hooks();
         let env = |k: &str, v: &str| (k.to_string(), v.to_string());
         let server = sm_tests::Server::start_opts(sm_tests::Options {
             hooks: sm_tests::Hooks::Exactly(hooks),
@@ -101,18 +89,7 @@ impl Bench {
     }
 
     fn prompts(&self) -> Vec<(String, String, f64)> {
-        std::fs::read_to_string(self.server.path().join("prompts.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .map(|v| {
-                (
-                    v["session_id"].as_str().unwrap_or("").to_string(),
-                    v["prompt"].as_str().unwrap_or("").to_string(),
-                    v["at_ms"].as_f64().unwrap_or(0.0),
-                )
-            })
-            .collect()
+        sm_tests::bench::prompts(self.server.path())
     }
 
     fn wait_prompt(&self, id: &str, needle: &str) -> f64 {
@@ -169,21 +146,6 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-}
-
-fn report(label: &str, mut samples: Vec<f64>, target: Option<(f64, f64)>) {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
-    let (p50, p99) = (pct(0.5), pct(0.99));
-    let verdict = match target {
-        Some((t50, t99)) if p50 < t50 && p99 < t99 => format!("meets < {t50} / {t99} ms"),
-        Some((t50, t99)) => format!("MISSES < {t50} / {t99} ms"),
-        None => String::new(),
-    };
-    println!(
-        "{label:<34} p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  n={:<4} {verdict}",
-        samples.len()
-    );
 }
 
 /// utime + stime of a process, in seconds.
@@ -254,13 +216,7 @@ fn main() {
             json!({ "timeout_secs": 120 }),
         );
         let woke_at = b.wait_prompt(&parent, &format!("Last message: r{i}"));
-        let stops: Vec<f64> = std::fs::read_to_string(b.server.path().join("stops"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with(&child))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .map(|ns| ns / 1e6)
-            .collect();
+        let stops = sm_tests::bench::stops(b.server.path(), &child);
         wake.push(woke_at - stops[i]);
     }
     report("wake (Stop hook → parent woken)", wake, Some((20.0, 100.0)));

@@ -56,12 +56,12 @@ fn owner_only(method: &Method, path: &str) -> Option<OwnerOnly> {
         Some((id, action)) => (id, Some(action)),
         None => (rest, None),
     };
-    let needs_owner = match (method, action) {
-        (&Method::DELETE, None) => true,
-        (&Method::POST, Some("clear" | "answer" | "watch")) => true,
-        (&Method::GET, Some("output" | "what")) => true,
-        _ => false,
-    };
+    let needs_owner = matches!(
+        (method, action),
+        (&Method::DELETE, None)
+            | (&Method::POST, Some("clear" | "answer" | "watch"))
+            | (&Method::GET, Some("output" | "what"))
+    );
     needs_owner.then(|| OwnerOnly::Session(percent_decode(id)))
 }
 

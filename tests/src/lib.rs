@@ -1011,3 +1011,72 @@ impl Server {
         self.restart();
     }
 }
+
+/// What the latency benchmarks share: a wall clock in ms and a p50/p99 report line.
+pub mod bench {
+    /// Wall-clock milliseconds since the epoch (comparable with the fake agent's `at_ms`
+    /// and a hook wrapper's `date +%s%N`).
+    pub fn now_ms() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0
+    }
+
+    /// Prints `label` with the p50 and p99 of `samples` (ms), and whether they meet
+    /// `target` (p50, p99).
+    pub fn report(label: &str, mut samples: Vec<f64>, target: Option<(f64, f64)>) {
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+        let (p50, p99) = (pct(0.5), pct(0.99));
+        let verdict = match target {
+            Some((t50, t99)) if p50 < t50 && p99 < t99 => format!("meets < {t50} / {t99} ms"),
+            Some((t50, t99)) => format!("MISSES < {t50} / {t99} ms"),
+            None => String::new(),
+        };
+        println!(
+            "{label:<34} p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  n={:<4} {verdict}",
+            samples.len()
+        );
+    }
+
+    /// The fake agents' prompt log in `dir`: (session id, prompt, when it was submitted).
+    pub fn prompts(dir: &std::path::Path) -> Vec<(String, String, f64)> {
+        std::fs::read_to_string(dir.join("prompts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["session_id"].as_str().unwrap_or("").to_string(),
+                    v["prompt"].as_str().unwrap_or("").to_string(),
+                    v["at_ms"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect()
+    }
+
+    /// Claude Code hooks for fake agents whose Stop hook first timestamps the moment it
+    /// starts into `{dir}/stops` (`<session id> <ns since the epoch>`).
+    pub fn timed_stop_hooks() -> serde_json::Value {
+        let hook =
+            |cmd: &str| serde_json::json!([{ "hooks": [{ "type": "command", "command": cmd }] }]);
+        serde_json::json!({ "hooks": {
+            "SessionStart": hook("{sm} hook session-start"),
+            "UserPromptSubmit": hook("{sm} hook user-prompt-submit"),
+            "Stop": hook("sh -c 'echo \"$SM_SESSION_ID $(date +%s%N)\" >> {dir}/stops; exec {sm} hook stop'"),
+        }})
+    }
+
+    /// When each Stop hook of `session` started (ms), from `{dir}/stops`.
+    pub fn stops(dir: &std::path::Path, session: &str) -> Vec<f64> {
+        std::fs::read_to_string(dir.join("stops"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(session))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map(|ns| ns / 1e6)
+            .collect()
+    }
+}
