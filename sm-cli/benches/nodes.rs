@@ -133,12 +133,7 @@ fn node(db: &str, name: &str) -> Node {
 fn main() {
     let pg =
         TestCluster::start().expect("PostgreSQL's server programs (apt-get install postgresql)");
-    let db = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(pg.fresh_database())
-        .unwrap();
+    let db = pg.fresh_database_blocking().unwrap();
     let a = node(&db, "a");
     let b = node(&db, "b");
     let bench = Bench {

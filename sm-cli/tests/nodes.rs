@@ -10,12 +10,7 @@ use sm_tests::*;
 /// A fresh database on the shared throwaway PostgreSQL.
 fn database() -> String {
     let pg = TestCluster::shared().expect("a PostgreSQL server for the tests");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(pg.fresh_database())
-        .unwrap()
+    pg.fresh_database_blocking().unwrap()
 }
 
 /// A node named `name` of the cluster on `db`. A short lease, so a dead node is seen
@@ -282,12 +277,7 @@ fn a_storm_across_nodes_with_a_node_killed_and_postgres_restarted_loses_and_doub
     let senders = 3;
     // A PostgreSQL of its own: crashing the shared one would upset the other tests.
     let pg = TestCluster::start().expect("a PostgreSQL server for the storm");
-    let db = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(pg.fresh_database())
-        .unwrap();
+    let db = pg.fresh_database_blocking().unwrap();
     let quiet = "  grace: 0\n";
     let env = vec![("SM_FAKE_IDLE_NOTIFY_MS".to_string(), "3600000".to_string())];
     let start = |name: &str| {

@@ -512,3 +512,53 @@ fn telegram_new_starts_the_agent_kind_it_names_with_that_kinds_default_model() {
         t.starts_with("⚠️") && t.contains("nosuchkind")
     });
 }
+
+#[test]
+fn in_a_cluster_one_node_reads_telegram_and_reaches_the_sessions_of_every_node() {
+    let fake = FakeBotApi::start();
+    let pg = sm_store_postgres::test_cluster::TestCluster::shared()
+        .expect("a PostgreSQL server for the tests");
+    let db = pg.fresh_database_blocking().unwrap();
+    let as_node = |name: &str| {
+        format!("store:\n  postgres_url: {db}\n  pool_size: 4\nnode:\n  name: {name}\n  lease: 2\n")
+    };
+    let a = start_with(&fake, &as_node("a"));
+    let b = start_with(&fake, &as_node("b"));
+    b.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "far",
+        "hello [[reply far away]]",
+    ]);
+    b.wait_prompts("far", 1);
+
+    // The list, read on whichever node reads the bot, says where each agent runs.
+    fake.say(OPERATOR, "/list", None);
+    let (list, _) = fake.wait_sent("the list", OPERATOR, |t| t.contains("live"));
+    let text = list["text"].as_str().unwrap();
+    assert!(text.contains("far") && text.contains("on b"), "{text}");
+
+    // What needs b's terminal is asked of b.
+    fake.say(OPERATOR, "/what far", None);
+    fake.wait_sent("the summary, from node b", OPERATOR, |t| {
+        t.contains("🔎") && t.contains("far")
+    });
+    fake.say(OPERATOR, "/kill far", None);
+    fake.wait_sent("the kill receipt", OPERATOR, |t| t.contains("killed *far"));
+    let far = b.session_any("far");
+    assert_eq!(far["status"], "dead", "{far}");
+    assert_eq!(far["end_reason"], "killed", "{far}");
+
+    // One node read the bot: every command was answered once, not once per node.
+    let answers = |needle: &str| {
+        fake.calls("sendMessage")
+            .iter()
+            .filter(|c| c["text"].as_str().unwrap_or("").contains(needle))
+            .count()
+    };
+    assert_eq!(answers("live"), 1);
+    assert_eq!(answers("killed *far"), 1);
+    drop(a);
+}

@@ -313,6 +313,15 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         }))),
         ..EngineConfig::default()
     };
+    if chosen.cluster.is_some()
+        && config.node.url.is_none()
+        && (local.ip().is_loopback() || local.ip().is_unspecified())
+    {
+        tracing::warn!(
+            %url,
+            "node.url is not set: other nodes will call this node at a loopback address, which works only for nodes on this machine (set node.url to an address they can reach)"
+        );
+    }
     let mut builder = Engine::builder(store, backend).config(engine_config);
     if let Some(cluster) = chosen.cluster {
         builder = builder.cluster(cluster);
@@ -367,8 +376,16 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         }));
     }
     let engine = builder.start().await?;
+    let nodes = proxy::NodeClient::default();
     if let Some(t) = telegram {
-        t.start_polling(engine.clone());
+        let owners = engine.cluster().is_some().then(|| {
+            proxy::OwnerCalls::new(
+                nodes.clone(),
+                auth.admin_token().to_string(),
+                engine.clone(),
+            )
+        });
+        t.start_polling(engine.clone(), owners);
     }
     Ok(AppState {
         engine,
@@ -376,7 +393,7 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         url,
         default_models: default_models(config),
         dashboard: dashboard::Settings::from_config(config),
-        nodes: Default::default(),
+        nodes,
     })
 }
 

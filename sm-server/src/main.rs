@@ -45,7 +45,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         address = %local,
         url = %state.url,
-        database = %config.database_path().display(),
+        store = %if config.store.postgres_url.is_some() {
+            "PostgreSQL (store.postgres_url)".to_string()
+        } else {
+            config.database_path().display().to_string()
+        },
         backend = state.engine.backend().name(),
         "sm server listening"
     );

@@ -193,6 +193,87 @@ async fn forward(state: &AppState, node: &str, request: Request) -> Result<Respo
     Ok(response.map(Body::new))
 }
 
+/// Calls made on a person's behalf by this server itself (the Telegram bot), for sessions
+/// another node owns: sent to the owner with the cluster's admin token, as its API would be
+/// called by that person.
+#[derive(Clone)]
+pub struct OwnerCalls {
+    client: NodeClient,
+    admin_token: String,
+    engine: sm_lib::Engine,
+}
+
+impl OwnerCalls {
+    /// Calls through `client` as the admin, on the nodes `engine` knows.
+    pub fn new(client: NodeClient, admin_token: String, engine: sm_lib::Engine) -> Self {
+        OwnerCalls {
+            client,
+            admin_token,
+            engine,
+        }
+    }
+
+    /// `method path` with `body` (JSON) on `node`, its JSON answer read as `T`; the owner's
+    /// refusal comes back as an error with its message.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        node: &str,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> sm_lib::Result<T> {
+        // Like the API's `node_unreachable`: nothing happened, and trying later may work.
+        let unreachable =
+            |why: String| sm_lib::Error::Busy(format!("node {node} cannot be reached ({why})"));
+        let nodes = self.engine.refresh_nodes().await?;
+        let owner = nodes
+            .iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| unreachable("this cluster has no node of that name".into()))?;
+        if !owner.reachable {
+            return Err(unreachable("its lease ran out".into()));
+        }
+        let uri: Uri = format!("{}{path}", owner.url.trim_end_matches('/'))
+            .parse()
+            .map_err(|_| unreachable(format!("its registered URL {:?} is not valid", owner.url)))?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                axum::http::header::AUTHORIZATION,
+                format!("Bearer {}", self.admin_token),
+            )
+            .header(axum::http::header::CONTENT_TYPE, "application/json");
+        if let Some(me) = self.engine.node() {
+            request = request.header(FORWARDED_FROM, me);
+        }
+        let body = match body {
+            Some(json) => Body::from(json.to_string()),
+            None => Body::empty(),
+        };
+        let request = request.body(body).map_err(|e| unreachable(e.to_string()))?;
+        let response = self
+            .client
+            .0
+            .request(request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(Body::new(response.into_body()), MAX_BODY_BYTES)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<sm_lib::wire::ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(sm_lib::Error::InvalidInput(format!(
+                "node {node}: {message}"
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("its answer: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

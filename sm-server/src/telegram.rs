@@ -27,6 +27,7 @@ use teloxide_core::{Bot, RequestError};
 use tokio::sync::mpsc;
 
 use crate::ServerError;
+use crate::proxy::OwnerCalls;
 
 /// Telegram's limit is 4096 characters per message; stay clear of it after escaping.
 const CHUNK_CHARS: usize = 3500;
@@ -72,6 +73,8 @@ struct Shared {
     outbox: mpsc::Sender<Outgoing>,
     /// Which session each notification was about, for replies.
     threads: Mutex<Threads>,
+    /// In a cluster: how kill, answer and `what` reach a session another node owns.
+    owners: std::sync::OnceLock<OwnerCalls>,
 }
 
 #[derive(Default)]
@@ -129,15 +132,54 @@ impl Telegram {
                 default_models: settings.default_models,
                 outbox,
                 threads: Mutex::default(),
+                owners: std::sync::OnceLock::new(),
             }),
         };
         tokio::spawn(telegram.clone().send_loop(queue));
         Ok(telegram)
     }
 
-    /// Starts answering commands, replies and buttons from the allowed chats.
-    pub fn start_polling(&self, engine: Engine) {
+    /// Starts answering commands, replies and buttons from the allowed chats; `owners`
+    /// reaches the sessions of other nodes in a cluster.
+    pub fn start_polling(&self, engine: Engine, owners: Option<OwnerCalls>) {
+        if let Some(o) = owners {
+            let _ = self.shared.owners.set(o);
+        }
         tokio::spawn(self.clone().poll_loop(engine));
+    }
+
+    /// `local` when the session is this node's; when another node owns it, `path` asked of
+    /// that node with `method` and `body`.
+    async fn here_or_owner<T: serde::de::DeserializeOwned>(
+        &self,
+        local: sm_lib::Result<T>,
+        method: axum::http::Method,
+        path: String,
+        body: Option<serde_json::Value>,
+    ) -> sm_lib::Result<T> {
+        match local {
+            Err(sm_lib::Error::Elsewhere { node, session }) => match self.shared.owners.get() {
+                Some(owners) => owners.call(&node, method, &path, body).await,
+                None => Err(sm_lib::Error::Elsewhere { node, session }),
+            },
+            other => other,
+        }
+    }
+
+    /// In a cluster only one node reads the bot's updates (Telegram serves one reader at a
+    /// time, and two would each see some commands twice): the reachable node first by name.
+    fn polls_here(engine: &Engine) -> bool {
+        if engine.cluster().is_none() {
+            return true;
+        }
+        let me = engine.node();
+        engine
+            .nodes()
+            .iter()
+            .filter(|n| n.reachable)
+            .map(|n| n.name.as_str())
+            .min()
+            .is_none_or(|first| Some(first) == me)
     }
 
     /// An error's text with the bot token removed (request URLs contain it).
@@ -297,7 +339,25 @@ impl Telegram {
     async fn poll_loop(self, engine: Engine) {
         let mut offset: i32 = 0;
         let mut backoff = Duration::from_secs(1);
+        let mut polling = true;
         loop {
+            let here = Self::polls_here(&engine);
+            if here != polling {
+                polling = here;
+                tracing::info!(
+                    node = engine.node().unwrap_or(""),
+                    "telegram: {}",
+                    if here {
+                        "this node now reads the bot's updates"
+                    } else {
+                        "another node reads the bot's updates; this one only sends"
+                    }
+                );
+            }
+            if !here {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
             let updates = self
                 .shared
                 .bot
@@ -388,8 +448,8 @@ impl Telegram {
             },
             "list" => list(engine).await,
             "status" => status(engine).await,
-            "kill" => kill(arg, engine).await,
-            "what" => what(arg, engine).await,
+            "kill" => self.kill(arg, engine).await,
+            "what" => self.what(arg, engine).await,
             other => Ok(escape(&format!("Unknown command /{other}. Send /help."))),
         };
         let text = answer.unwrap_or_else(|e| format!("⚠️ {}", escape(&e.to_string())));
@@ -410,7 +470,17 @@ impl Telegram {
         };
         let result = async {
             let session = engine.resolve(target).await?;
-            engine.send(&Caller::Admin, &session.id, body, mode).await?;
+            // Keyed by the reply itself: should two nodes ever both read it (while the
+            // reading node changes), it is queued once.
+            engine
+                .send_with_key(
+                    &Caller::Admin,
+                    &session.id,
+                    body,
+                    mode,
+                    Some(format!("telegram:{chat}:{me}")),
+                )
+                .await?;
             Ok::<_, sm_lib::Error>(session)
         }
         .await;
@@ -448,7 +518,22 @@ impl Telegram {
         };
         let result = async {
             let s = engine.resolve(&session).await?;
-            let label = engine.answer(&Caller::Admin, &s.id, option).await?;
+            let local = engine.answer(&Caller::Admin, &s.id, option).await;
+            let label = match self
+                .here_or_owner(
+                    local.map(|label| sm_lib::wire::Answered {
+                        session: s.id.clone(),
+                        answered: label,
+                    }),
+                    axum::http::Method::POST,
+                    format!("/sessions/{}/answer", s.id),
+                    Some(serde_json::json!({ "option": option })),
+                )
+                .await
+            {
+                Ok(answered) => answered.answered,
+                Err(e) => return Err(e),
+            };
             Ok::<_, sm_lib::Error>((s, label))
         }
         .await;
@@ -597,16 +682,31 @@ async fn list(engine: &Engine) -> sm_lib::Result<String> {
         return Ok(escape("No live sessions. Start one with /new."));
     }
     let mut lines = vec![format!("*{} live*", sessions.len())];
+    // Nodes are named only when the swarm spans several.
+    let several_nodes = engine.nodes().len() > 1;
     for s in sessions {
         let task = s
             .task
             .as_deref()
             .map(|t| format!(" — {}", excerpt(t, 80)))
             .unwrap_or_default();
+        let node = s.node.as_deref().unwrap_or("?");
+        let unreachable = engine.node_reachable(node) == Some(false);
+        let status = if unreachable {
+            "unreachable".to_string()
+        } else {
+            s.status.to_string()
+        };
+        let place = if several_nodes || unreachable {
+            format!(" on {node}")
+        } else {
+            String::new()
+        };
         lines.push(format!(
-            "• *{}* {}{}",
+            "• *{}* {}{}{}",
             escape(&short_name(&s.id, s.name.as_ref().map(|n| n.as_str()))),
-            escape(&s.status.to_string()),
+            escape(&status),
+            escape(&place),
             escape(&task)
         ));
     }
@@ -647,33 +747,49 @@ async fn status(engine: &Engine) -> sm_lib::Result<String> {
     Ok(lines.join("\n"))
 }
 
-async fn kill(arg: &str, engine: &Engine) -> sm_lib::Result<String> {
-    if arg.is_empty() {
-        return Ok(escape("Which one? /kill <name or id>"));
+impl Telegram {
+    async fn kill(&self, arg: &str, engine: &Engine) -> sm_lib::Result<String> {
+        if arg.is_empty() {
+            return Ok(escape("Which one? /kill <name or id>"));
+        }
+        let s = engine.resolve(arg).await?;
+        let local = engine
+            .kill(&Caller::Admin, &s.id)
+            .await
+            .map(|()| serde_json::Value::Null);
+        let path = format!("/sessions/{}", s.id);
+        self.here_or_owner(local, axum::http::Method::DELETE, path, None)
+            .await?;
+        Ok(format!(
+            "🛑 killed *{}*",
+            escape(&short_name(&s.id, s.name.as_ref().map(|n| n.as_str())))
+        ))
     }
-    let s = engine.resolve(arg).await?;
-    engine.kill(&Caller::Admin, &s.id).await?;
-    Ok(format!(
-        "🛑 killed *{}*",
-        escape(&short_name(&s.id, s.name.as_ref().map(|n| n.as_str())))
-    ))
+
+    async fn what(&self, arg: &str, engine: &Engine) -> sm_lib::Result<String> {
+        if arg.is_empty() {
+            return Ok(escape("Which one? /what <name or id>"));
+        }
+        let s = engine.resolve(arg).await?;
+        let local = engine.what(&s.id, false).await;
+        let path = format!("/sessions/{}/what", s.id);
+        let summary = self
+            .here_or_owner(local, axum::http::Method::GET, path, None)
+            .await?;
+        Ok(summary_text(&s, &summary))
+    }
 }
 
-async fn what(arg: &str, engine: &Engine) -> sm_lib::Result<String> {
-    if arg.is_empty() {
-        return Ok(escape("Which one? /what <name or id>"));
-    }
-    let s = engine.resolve(arg).await?;
-    let summary = engine.what(&s.id, false).await?;
+fn summary_text(s: &sm_lib::Session, summary: &sm_lib::engine::what::Summary) -> String {
     let note = match &summary.fallback_reason {
         Some(why) => format!("\n\n_{}_", escape(&format!("(heuristic summary: {why})"))),
         None => String::new(),
     };
-    Ok(format!(
+    format!(
         "🔎 *{}*\n\n{}{note}",
         escape(&short_name(&s.id, s.name.as_ref().map(|n| n.as_str()))),
         escape(&excerpt(&summary.summary, EXCERPT_CHARS))
-    ))
+    )
 }
 
 /// `name (1234abcd)`, or the short id alone.

@@ -284,6 +284,16 @@ impl TestCluster {
         Ok(self.url(&name))
     }
 
+    /// [`TestCluster::fresh_database`] for callers outside a runtime (end-to-end tests that
+    /// drive servers as processes).
+    pub fn fresh_database_blocking(&self) -> Result<String, String> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?
+            .block_on(self.fresh_database())
+    }
+
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`): what was
     /// not committed is lost; what was committed is recovered at the next start.
     pub fn kill(&self) -> Result<(), String> {

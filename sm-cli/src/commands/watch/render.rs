@@ -177,7 +177,11 @@ fn draw_tree(frame: &mut Frame, app: &App, area: Rect) {
     let mut lines = Vec::new();
     for row in rows.iter().skip(first).take(height) {
         let s = &row.view.session;
-        let (symbol, word, color) = status_look(s.status);
+        let (symbol, word, color) = if row.view.unreachable {
+            ("✕", "unreachable", Color::Red)
+        } else {
+            status_look(s.status)
+        };
         let head = truncate(&label_of(row), name_width);
         let id: String = s.id.as_str().chars().take(8).collect();
         let queued = if row.view.queued > 0 {
@@ -236,8 +240,13 @@ fn draw_selected(frame: &mut Frame, app: &App, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut top: Vec<Line> = Vec::new();
+    let node = match (&s.node, view.unreachable) {
+        (Some(node), false) => format!(" · node {}", clean(node)),
+        (Some(node), true) => format!(" · node {} (unreachable)", clean(node)),
+        (None, _) => String::new(),
+    };
     top.push(Line::from(format!(
-        "{} · {} · {}",
+        "{} · {} · {}{node}",
         s.agent,
         s.id,
         clean(&s.working_dir.display().to_string())

@@ -350,7 +350,7 @@
       if (!f.ended && ENDED.has(s.status)) return false;
       if (f.status && s.status !== f.status) return false;
       if (!text) return true;
-      return [s.name, s.id, s.task, s.working_dir, s.agent, s.model]
+      return [s.name, s.id, s.task, s.working_dir, s.agent, s.model, s.node]
         .some((v) => v && String(v).toLowerCase().includes(text));
     };
     const shown = [...model.sessions.values()].filter(matches);
@@ -391,10 +391,18 @@
       el("span", { class: "c-queue" }, "queue"),
       el("span", { class: "c-lock" }, "lock"),
       el("span", { class: "c-kind" }, "agent"));
-    fill(f.list, header, rows.map(([s, depth]) => sessionRow(s, depth)));
+    const showNodes = manyNodes();
+    fill(f.list, header, rows.map(([s, depth]) => sessionRow(s, depth, showNodes)));
   }
 
-  function sessionRow(s, depth) {
+  // Nodes are shown only when the swarm spans several (one machine: nothing to tell apart).
+  function manyNodes() {
+    const nodes = new Set();
+    for (const s of model.sessions.values()) if (s.node) nodes.add(s.node);
+    return nodes.size > 1;
+  }
+
+  function sessionRow(s, depth, showNodes) {
     const lock = lockOf(s.id);
     const row = el("a", {
       class: "row st-row-" + s.status, href: "#/s/" + enc(s.id), role: "listitem",
@@ -409,7 +417,8 @@
     el("span", { class: "c-task", title: s.task || "" }, s.task ? cut(s.task, 120) : el("span", { class: "muted" }, s.end_reason ? cut(s.end_reason, 80) : "")),
     el("span", { class: "c-queue" }, s.queued ? el("span", { class: "queued", title: s.queued + " waiting" }, "✉ " + s.queued) : ""),
     el("span", { class: "c-lock" }, lock ? el("span", { class: "lock", title: lock.workspace + " (" + lock.reason + ")" }, cut(lock.workspace.split("/").pop(), 24)) : ""),
-    el("span", { class: "c-kind muted" }, s.agent + (s.model ? " · " + s.model : "")));
+    el("span", { class: "c-kind muted" }, s.agent + (s.model ? " · " + s.model : ""),
+      showNodes || s.unreachable ? el("span", { class: s.unreachable ? "node unreachable" : "node" }, " · node " + s.node + (s.unreachable ? " (unreachable)" : "")) : null));
     row.style.setProperty("--depth", String(Math.min(depth, 8)));
     return row;
   }
@@ -651,6 +660,7 @@
         field("id", s.id),
         field("agent", s.agent + (s.model ? " · " + s.model : "") + (s.skip_permissions ? " · no permission prompts" : "")),
         field("directory", s.working_dir),
+        s.node ? field("node", s.node + (s.unreachable ? " (unreachable: its lease ran out; messages for it are kept)" : "")) : null,
         field("task", s.task ? el("span", { id: "session-task" }, s.task) : el("span", { class: "muted" }, "none")),
         field("parent", s.parent ? sessionLink(s.parent) : el("span", { class: "muted" }, "none")),
         field("queue", s.queued ? s.queued + " waiting" : "empty"),
