@@ -245,34 +245,6 @@ fn a_full_disk_refuses_sends_clearly_and_loses_nothing_accepted() {
     healthy(&server);
 }
 
-/// Runs `sm-server` with `config` until it exits (it must, promptly); returns its exit code
-/// and what it printed.
-fn run_server_expecting_exit(config: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-    let mut child = Command::new(sibling("sm-server"))
-        .arg("--config")
-        .arg(dir.path().join("config.yaml"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = until(
-        "the server to give up",
-        std::time::Duration::from_secs(30),
-        || child.try_wait().unwrap(),
-    );
-    let out = child.wait_with_output().unwrap();
-    (
-        status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn a_state_dir_that_cannot_be_written_stops_the_server_with_a_clear_error() {
     // /sys refuses new directories even to root: a read-only place for the state dir.

@@ -479,3 +479,22 @@ fn a_storm_across_nodes_with_a_node_killed_and_postgres_restarted_loses_and_doub
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_second_server_with_a_running_nodes_name_is_refused_with_the_reason() {
+    let db = database();
+    let a = node(&db, "a");
+    let state = tempfile::tempdir().unwrap();
+    let (code, output) = run_server_expecting_exit(&format!(
+        "server:\n  port: 0\npaths:\n  state_file: {}/state.json\nterminal:\n  backend: pty\nstore:\n  postgres_url: {db}\n  pool_size: 2\nnode:\n  name: a\n",
+        state.path().display()
+    ));
+    assert_ne!(code, Some(0), "{output}");
+    assert!(
+        output.contains("node a is already running at") && output.contains("another node.name"),
+        "{output}"
+    );
+    // The running node was not disturbed.
+    a.ok(&["status"]);
+    assert_eq!(a.json(&["all"]).as_array().unwrap().len(), 0);
+}

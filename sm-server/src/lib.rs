@@ -1,10 +1,13 @@
 //! # sm-server — the sm server as a library
 //!
 //! Composes sm's parts into the process that owns agents' terminals: the configuration,
-//! the embedded SQLite store in the state dir, a terminal backend (tmux, or raw PTYs where
-//! tmux is missing or not wanted), the engine, and the HTTP API the `sm` CLI and agents'
-//! hooks talk to. The `sm-server` binary is a thin `main` over [`start`] and [`serve`];
-//! other programs can nest [`router`] in their own axum app.
+//! the store (the embedded SQLite file in the state dir, or with `store.postgres_url` a
+//! PostgreSQL database shared with other servers, this one a node of their cluster), a
+//! terminal backend (tmux, or raw PTYs where tmux is missing or not wanted), the engine,
+//! and the HTTP API the `sm` CLI and agents' hooks talk to. In a cluster, requests that
+//! need another node's terminal are forwarded to it (see [`proxy`]). The `sm-server`
+//! binary is a thin `main` over [`start`] and [`serve`]; other programs can nest
+//! [`router`] in their own axum app.
 //!
 //! Every route but `/health` needs `Authorization: Bearer <token>`: the admin token from
 //! the state dir, or an agent's own token (see [`auth`]) — or, from a browser, the cookie
@@ -262,6 +265,22 @@ async fn store_from_config(
     })
 }
 
+/// Two live servers with one node name would both deliver to that node's agents: a node
+/// whose name holds a lease published from another URL is taken to be running elsewhere.
+/// (The same URL is this server restarting, which re-adopts its agents.)
+async fn refuse_a_twin(cluster: &dyn sm_lib::Cluster, my_url: &str) -> Result<(), ServerError> {
+    let nodes = cluster.nodes().await?;
+    match nodes.iter().find(|n| n.name == cluster.node()) {
+        Some(twin) if twin.reachable && twin.url != my_url => {
+            Err(ServerError::Sm(sm_lib::Error::InvalidInput(format!(
+                "node {} is already running at {} (its lease holds until it has been silent for node.lease); give this server another node.name, or stop that one first",
+                twin.name, twin.url
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds everything the server runs on `listener`: auth (the admin token in the state
 /// dir), store, backend and engine (which re-adopts running agents).
 pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, ServerError> {
@@ -313,6 +332,9 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
         }))),
         ..EngineConfig::default()
     };
+    if let Some(cluster) = &chosen.cluster {
+        refuse_a_twin(cluster.as_ref(), config.node.url.as_deref().unwrap_or(&url)).await?;
+    }
     if chosen.cluster.is_some()
         && config.node.url.is_none()
         && (local.ip().is_loopback() || local.ip().is_unspecified())

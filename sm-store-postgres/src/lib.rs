@@ -151,7 +151,18 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             None => db.message().to_string(),
         },
         None if e.is_closed() => "the connection to PostgreSQL was lost".into(),
-        None => e.to_string(),
+        // The cause too: "error performing TLS handshake" alone does not say the
+        // certificate was not trusted.
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -320,12 +331,13 @@ impl PostgresStore {
     /// Connects to the database, applies missing migrations, and keeps a pool of
     /// connections. Fails when the database cannot be reached within `reconnect_for`.
     pub async fn connect(config: PostgresConfig) -> Result<Self> {
-        let pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
-            Error::InvalidInput(format!(
-                "the PostgreSQL URL {} is not valid: {e}",
-                redact(&config.url)
-            ))
-        })?;
+        let pg: tokio_postgres::Config =
+            with_libpq_ssl_modes(&config.url).parse().map_err(|e| {
+                Error::InvalidInput(format!(
+                    "the PostgreSQL URL {} is not valid: {e}",
+                    redact(&config.url)
+                ))
+            })?;
         let mut pg = pg;
         if pg.get_application_name().is_none() {
             pg.application_name("sm");
@@ -506,6 +518,13 @@ fn pool_error_text(e: &deadpool_postgres::PoolError) -> String {
         deadpool_postgres::PoolError::Backend(e) => describe(e),
         other => other.to_string(),
     }
+}
+
+/// libpq's `sslmode=verify-full` and `verify-ca` as `require`, which with rustls always
+/// checks the certificate's chain and host name (so both get at least what they ask).
+fn with_libpq_ssl_modes(url: &str) -> String {
+    url.replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require")
 }
 
 fn tls_connector(

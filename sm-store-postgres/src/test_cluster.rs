@@ -96,6 +96,23 @@ impl TestCluster {
     /// Creates and starts a cluster. Blocking (a second or two); call it off the runtime
     /// or before it.
     pub fn start() -> Result<TestCluster, String> {
+        Self::start_with(false)
+    }
+
+    /// [`TestCluster::start`] with TLS required for every database but `postgres` (which
+    /// [`TestCluster::fresh_database`] uses to create them): the server's certificate, for
+    /// `127.0.0.1` and `localhost`, is signed by a CA of its own, whose certificate is
+    /// [`TestCluster::ca_file`]. Needs the `openssl` program.
+    pub fn start_tls() -> Result<TestCluster, String> {
+        Self::start_with(true)
+    }
+
+    /// The PEM certificate of the CA that signed the server's (TLS clusters only).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_with(tls: bool) -> Result<TestCluster, String> {
         let bin = find_bin()?;
         let run_as = is_root().then(|| "postgres".to_string());
         let dir = match &run_as {
@@ -151,6 +168,9 @@ impl TestCluster {
         )?;
         // The watchdog first, so that a failed start still cleans up.
         cluster.watchdog = Some(cluster.spawn_watchdog()?);
+        if tls {
+            cluster.require_tls()?;
+        }
         let mut last_error = String::new();
         for _ in 0..5 {
             cluster.port = free_port()?;
@@ -201,6 +221,122 @@ impl TestCluster {
                 String::from_utf8_lossy(&out.stdout)
             ))
         }
+    }
+
+    /// A CA and a server certificate it signs, `ssl = on`, and `pg_hba.conf` accepting
+    /// only TLS connections (but to the `postgres` maintenance database).
+    fn require_tls(&self) -> Result<(), String> {
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&self.dir)
+                .output()
+                .map_err(|e| format!("cannot run openssl (apt-get install openssl): {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {}: {}",
+                    args.first().unwrap_or(&""),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let write = |name: &str, text: &str| {
+            std::fs::write(self.dir.join(name), text)
+                .map_err(|e| format!("cannot write {name}: {e}"))
+        };
+        write(
+            "ca.ext",
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )?;
+        write(
+            "server.ext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )?;
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.csr",
+            "-subj",
+            "/CN=sm test CA",
+        ])?;
+        openssl(&[
+            "x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-days", "3", "-extfile",
+            "ca.ext", "-out", "ca.pem",
+        ])?;
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ])?;
+        let data = self.data_dir();
+        for file in ["server.crt", "server.key"] {
+            std::fs::copy(self.dir.join(file), data.join(file))
+                .map_err(|e| format!("cannot copy {file}: {e}"))?;
+            if let Some(user) = &self.run_as {
+                let _ = Command::new("chown")
+                    .args([user.as_str(), &data.join(file).display().to_string()])
+                    .status();
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| format!("cannot protect server.key: {e}"))?;
+        let append = |name: &str, text: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join(name))
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| format!("cannot change {name}: {e}"))
+        };
+        append(
+            "postgresql.conf",
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )?;
+        // First match wins: these come before initdb's own lines only by replacing them.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\n\
+             host postgres all 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .map_err(|e| format!("cannot write pg_hba.conf: {e}"))
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {

@@ -427,3 +427,61 @@ async fn a_dead_nodes_sessions_are_adopted_by_exactly_one_node() {
     assert!(a.adopt_orphans("a", grace).await.unwrap().is_empty());
     assert!(a.adopt_orphans("b", grace).await.unwrap().is_empty());
 }
+
+/// `sslmode=require` speaks TLS, for the pool and for a node's listening connection, and
+/// checks the server's certificate: against `ca_file` it is accepted; against the system's
+/// roots it is refused; a server that takes only TLS refuses a plain connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_spoken_when_required_and_the_servers_certificate_is_checked() {
+    use sm_lib::Cluster;
+    use std::time::Duration;
+    let cluster = tokio::task::spawn_blocking(TestCluster::start_tls)
+        .await
+        .unwrap()
+        .unwrap();
+    let plain = cluster.fresh_database().await.unwrap();
+    let tls = format!("{plain}?sslmode=require");
+    let quick = |url: &str| PostgresConfig {
+        reconnect_for: Duration::from_secs(1),
+        ..PostgresConfig::new(url)
+    };
+
+    // libpq's spelling is understood too.
+    let store = PostgresStore::connect(PostgresConfig {
+        ca_file: Some(cluster.ca_file()),
+        ..quick(&format!("{plain}?sslmode=verify-full"))
+    })
+    .await
+    .unwrap();
+    let target = session();
+    store.insert_session(&target).await.unwrap();
+    let sent = store
+        .enqueue(message(&target.id, "over TLS".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_message(sent.id).await.unwrap().unwrap().text,
+        "over TLS"
+    );
+    let node = sm_store_postgres::PostgresCluster::join(&store, "t", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut signals = node.signals();
+    node.poke("t", &target.id).await.unwrap();
+    next_signal(
+        &mut signals,
+        |s| matches!(s, sm_lib::Signal::Poke(id) if *id == target.id),
+    )
+    .await;
+
+    let untrusted = PostgresStore::connect(quick(&tls)).await.err().unwrap();
+    assert!(
+        untrusted.to_string().to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
+    let refused = PostgresStore::connect(quick(&plain)).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("pg_hba.conf") || refused.to_string().contains("encryption"),
+        "{refused}"
+    );
+}

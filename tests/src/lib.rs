@@ -1080,3 +1080,30 @@ pub mod bench {
             .collect()
     }
 }
+/// Runs `sm-server` with `config` until it exits (it must, promptly); returns its exit code
+/// and what it printed.
+pub fn run_server_expecting_exit(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let mut child = std::process::Command::new(sibling("sm-server"))
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = until(
+        "the server to give up",
+        std::time::Duration::from_secs(30),
+        || child.try_wait().unwrap(),
+    );
+    let out = child.wait_with_output().unwrap();
+    (
+        status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
