@@ -498,3 +498,49 @@ fn a_second_server_with_a_running_nodes_name_is_refused_with_the_reason() {
     a.ok(&["status"]);
     assert_eq!(a.json(&["all"]).as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn the_event_stream_of_any_node_carries_the_events_of_every_node() {
+    use std::io::BufRead;
+    let db = database();
+    let a = node(&db, "a");
+    let b = node(&db, "b");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let url = format!("{}/events/stream", a.url());
+    let token = a.token();
+    std::thread::spawn(move || {
+        let response = ureq::get(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let _ = tx.send("(connected)".into());
+        let reader = std::io::BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+    assert_eq!(first, "(connected)");
+
+    b.ok(&["spawn", "--agent", "fake", "--name", "far", "hello"]);
+    let far = b.session("far")["id"].as_str().unwrap().to_string();
+    // Node a, which runs nothing, streams what happens to node b's agent.
+    let mut seen = Vec::new();
+    let idle = until(
+        "node b's agent going idle, on node a's stream",
+        std::time::Duration::from_secs(30),
+        || {
+            while let Ok(line) = rx.try_recv() {
+                seen.push(line);
+            }
+            seen.iter()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                .find(|e| e["session"] == far.as_str() && e["kind"]["to"] == "idle")
+        },
+    );
+    assert_eq!(idle["session"], far.as_str(), "{idle}");
+}

@@ -1013,11 +1013,70 @@ async fn event_stream(
     Authed(_caller): Authed,
 ) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     use futures::StreamExt;
-    let stream = tokio_stream::wrappers::BroadcastStream::new(state.engine.subscribe())
-        .filter_map(|e| async move { e.ok() })
-        .map(|event| {
-            let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
-            Ok(SseEvent::default().event(event.kind.tag()).data(data))
-        });
+    let events: futures::stream::BoxStream<'static, sm_lib::Event> =
+        if state.engine.cluster().is_some() {
+            cluster_events(state.engine.clone()).await.boxed()
+        } else {
+            tokio_stream::wrappers::BroadcastStream::new(state.engine.subscribe())
+                .filter_map(|e| async move { e.ok() })
+                .boxed()
+        };
+    let stream = events.map(|event| {
+        let data = serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+        Ok(SseEvent::default().event(event.kind.tag()).data(data))
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// How often a cluster's event stream looks for events other nodes appended.
+const CLUSTER_EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// In a cluster, events come from every node: the stream follows the shared log (whose ids
+/// increase in commit order, so reading after the last one sent skips none), read again
+/// at once when this node records one and every [`CLUSTER_EVENT_POLL`] for the others'.
+/// It costs nothing while nobody watches.
+async fn cluster_events(engine: sm_lib::Engine) -> impl futures::Stream<Item = sm_lib::Event> {
+    let local = engine.subscribe();
+    let start = match engine.store().events_before(None, None, 1).await {
+        Ok(newest) => newest.first().map_or(0, |e| e.id.0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the event log; the stream starts from its beginning");
+            0
+        }
+    };
+    let pending = std::collections::VecDeque::new();
+    futures::stream::unfold(
+        (engine, local, start, pending),
+        |(engine, mut local, mut last, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    return Some((event, (engine, local, last, pending)));
+                }
+                tokio::select! {
+                    r = local.recv() => {
+                        if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            // The engine is shutting down: the stream ends with it.
+                            return None;
+                        }
+                    }
+                    () = tokio::time::sleep(CLUSTER_EVENT_POLL) => {}
+                }
+                match engine
+                    .store()
+                    .events(Some(sm_lib::EventId(last)), None, 1000)
+                    .await
+                {
+                    Ok(events) => {
+                        if let Some(newest) = events.last() {
+                            last = newest.id.0;
+                        }
+                        pending.extend(events);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the event log; trying again")
+                    }
+                }
+            }
+        },
+    )
 }
