@@ -146,6 +146,14 @@ fn what_needs_another_nodes_terminal_is_answered_by_that_node() {
             .contains("far away")
             .then_some(())
     });
+    // Its terminal cannot be attached from a's machine, and sm says where it is.
+    let out = a.sm(&["attach", "far"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("far runs on node b (http://127.0.0.1:"),
+        "{}",
+        stderr(&out)
+    );
     // A spawn placed on b from a, and killed from a.
     let out = a.ok(&[
         "spawn", "--agent", "fake", "--node", "b", "--name", "placed", "stand by",

@@ -13,11 +13,9 @@ pub fn attach(client: &Client, target: Option<String>) -> Result<(), CliError> {
         CliError::Usage("name the session to attach to: sm attach <id|name>".into())
     })?;
     let view: SessionView = client.get_as(&format!("/sessions/{}", enc(&target)))?;
-    let argv = view.attach.unwrap_or_default();
+    let argv = view.attach.clone().unwrap_or_default();
     let Some((program, args)) = argv.split_first() else {
-        return Err(CliError::Usage(
-            "this server's terminal backend does not allow attaching (use tmux)".into(),
-        ));
+        return Err(CliError::Usage(why_no_attach(client, &view, &target)));
     };
     let err = std::process::Command::new(program).args(args).exec();
     Err(CliError::Usage(format!("cannot run {program}: {err}")))
@@ -75,4 +73,24 @@ pub fn new(
         return Ok(());
     }
     attach(client, Some(view.session.id.to_string()))
+}
+
+/// Why a session offers no attach command: it runs on another node of the cluster (whose
+/// machine has its terminal), or this server's backend has no terminals to attach to.
+fn why_no_attach(client: &Client, view: &SessionView, target: &str) -> String {
+    let status: Option<sm_lib::wire::Status> = client.get_as("/status").ok();
+    if let (Some(status), Some(node)) = (status, view.session.node.as_deref()) {
+        if status.node.as_deref() != Some(node) {
+            let url = status
+                .nodes
+                .iter()
+                .find(|n| n.name == node)
+                .map(|n| format!(" ({})", n.url))
+                .unwrap_or_default();
+            return format!(
+                "{target} runs on node {node}{url}: its terminal is on that machine; run `sm attach {target}` there"
+            );
+        }
+    }
+    "this server's terminal backend does not allow attaching (use tmux)".into()
 }
