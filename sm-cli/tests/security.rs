@@ -471,3 +471,36 @@ fn a_bubblewrap_that_cannot_run_stops_the_server_unless_told_to_run_unsandboxed(
     );
     assert!(log.contains("agents run unsandboxed"), "{log}");
 }
+
+#[test]
+fn the_servers_secret_settings_reached_sandboxed_agents_through_the_environment() {
+    // Settings given as SM_* variables (a bot token; in a cluster the database URL with
+    // its password) were inherited by tmux and so by every agent.
+    let s = Server::start_opts(Options {
+        sandbox: Some("bwrap"),
+        env: vec![("SM_TELEGRAM_TOKEN".into(), "123:LEAKED-BOT-TOKEN".into())],
+        // No real Telegram: nothing listens there.
+        extra_config: "telegram:\n  api_url: http://127.0.0.1:9\n".into(),
+        ..Options::default()
+    });
+    s.ok(&[
+        "spawn",
+        "--agent",
+        "fake",
+        "--name",
+        "nosy",
+        "--skip-permissions",
+        "[[bash env > env.out; echo done > env.done]]",
+    ]);
+    s.until("the agent's environment", || {
+        s.work().join("env.done").exists().then_some(())
+    });
+    let env = std::fs::read_to_string(s.work().join("env.out")).unwrap();
+    assert!(!env.contains("LEAKED-BOT-TOKEN"), "{env}");
+    assert!(!env.contains("SM_TELEGRAM_TOKEN"), "{env}");
+    // What the agent needs is still there.
+    assert!(
+        env.contains("SM_TOKEN=") && env.contains("SM_SERVER_URL="),
+        "{env}"
+    );
+}

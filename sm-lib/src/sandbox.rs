@@ -29,6 +29,9 @@ pub struct Sandbox {
     pub hidden: Vec<PathBuf>,
     /// Paths the agent may read but not change.
     pub read_only: Vec<PathBuf>,
+    /// Environment variables of the server the agent must not inherit (its own settings,
+    /// which may hold secrets: a bot token, the database's password).
+    pub hidden_env: Vec<String>,
 }
 
 impl Sandbox {
@@ -38,6 +41,7 @@ impl Sandbox {
             program: program.into(),
             hidden: Vec::new(),
             read_only: Vec::new(),
+            hidden_env: Vec::new(),
         }
     }
 
@@ -66,6 +70,9 @@ impl Sandbox {
             } else if path.exists() {
                 out.extend(["--ro-bind".into(), "/dev/null".into(), s(path)]);
             }
+        }
+        for var in &self.hidden_env {
+            out.extend(["--unsetenv".into(), var.clone()]);
         }
         out.extend([
             "--unsetenv".into(),

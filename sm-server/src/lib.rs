@@ -113,6 +113,13 @@ pub async fn sandbox_from_config(config: &Config) -> Result<Option<Sandbox>, Ser
         .hidden
         .extend(config.terminal.sandbox_hide.iter().map(|p| absolute(p)));
     sandbox.hidden.dedup();
+    // Settings given to the server through its environment reach every process it starts,
+    // tmux and the agents included, unless removed: inside the sandbox they are.
+    sandbox.hidden_env = sm_lib::config::ENV_OVERRIDES
+        .iter()
+        .map(|o| o.var.to_string())
+        .chain(["SM_CONFIG".to_string()])
+        .collect();
     sandbox.read_only = config
         .terminal
         .sandbox_read_only
