@@ -177,7 +177,23 @@ fn client(config: Option<&std::path::Path>, timeout: Duration) -> Result<Client,
     Client::from_env(config, timeout)
 }
 
+/// `sm hook <event>` as every agent hook runs it, recognised without building the whole
+/// command line parser: it runs at each of an agent's turns, and a wake waits for it.
+fn hook_fast_path() -> Option<String> {
+    let mut args = std::env::args_os().skip(1);
+    let (sub, event) = (args.next()?, args.next()?);
+    if args.next().is_some() || sub != "hook" {
+        return None;
+    }
+    let event = event.into_string().ok()?;
+    (!event.is_empty() && !event.starts_with('-')).then_some(event)
+}
+
 fn main() -> ExitCode {
+    if let Some(event) = hook_fast_path() {
+        let client = client(None, Duration::from_secs(2)).ok();
+        return ExitCode::from(commands::hook::run(&event, client) as u8);
+    }
     let cli = Cli::parse();
     let cfg = cli.config.as_deref();
     let json = cli.json;
