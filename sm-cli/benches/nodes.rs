@@ -29,16 +29,7 @@ struct Bench {
 
 impl Bench {
     fn post(&self, on: &Node, path: &str, token: &str, body: Value) -> Value {
-        let mut r = self
-            .http
-            .post(format!("{}{path}", on.url))
-            .header("Authorization", format!("Bearer {token}"))
-            .send_json(body)
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {v}");
-        v
+        sm_tests::bench::post_json(&self.http, &format!("{}{path}", on.url), token, body)
     }
 
     fn spawn(&self, on: &Node, name: &str) -> String {

@@ -66,16 +66,7 @@ impl Bench {
     }
 
     fn post(&self, path: &str, token: &str, body: Value) -> Value {
-        let mut r = self
-            .agent
-            .post(format!("{}{path}", self.url))
-            .header("Authorization", format!("Bearer {token}"))
-            .send_json(body)
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {v}");
-        v
+        sm_tests::bench::post_json(&self.agent, &format!("{}{path}", self.url), token, body)
     }
 
     fn spawn(&self, name: &str) -> String {

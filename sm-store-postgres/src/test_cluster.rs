@@ -255,36 +255,20 @@ impl TestCluster {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
              keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
         )?;
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.csr",
-            "-subj",
-            "/CN=sm test CA",
-        ])?;
+        // A key and a signing request for `subject`, then the certificate.
+        let request = |name: &str, subject: &str| {
+            let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
+            openssl(&[
+                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr,
+                "-subj", subject,
+            ])
+        };
+        request("ca", "/CN=sm test CA")?;
         openssl(&[
             "x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-days", "3", "-extfile",
             "ca.ext", "-out", "ca.pem",
         ])?;
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ])?;
+        request("server", "/CN=localhost")?;
         openssl(&[
             "x509",
             "-req",

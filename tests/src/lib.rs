@@ -1057,6 +1057,24 @@ pub mod bench {
             .collect()
     }
 
+    /// `POST url` with `body` as `token`; the answer's JSON, which must be a success.
+    pub fn post_json(
+        agent: &ureq::Agent,
+        url: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut r = agent
+            .post(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body)
+            .unwrap();
+        let status = r.status();
+        let v: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
+        assert!(status.is_success(), "{url}: {v}");
+        v
+    }
+
     /// Claude Code hooks for fake agents whose Stop hook first timestamps the moment it
     /// starts into `{dir}/stops` (`<session id> <ns since the epoch>`).
     pub fn timed_stop_hooks() -> serde_json::Value {
