@@ -265,7 +265,17 @@ async fn the_dashboard_shows_and_steers_the_swarm_live_in_a_real_browser() {
     browser.open(&server, "").await;
     browser.type_into("#token", "not-the-token").await;
     browser.click("button[type=submit]").await;
-    let refusal = browser.text_of(".error").await;
+    // The refusal comes with the next page: wait for it, not for the one being left.
+    let refusal = browser
+        .until_js(
+            "the login refusal",
+            "const n = document.querySelector('.error'); return n ? n.innerText : null;",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         refusal.contains("not this server's admin token"),
         "{refusal}"
