@@ -189,21 +189,22 @@ fn hook_fast_path() -> Option<String> {
     (!event.is_empty() && !event.starts_with('-')).then_some(event)
 }
 
+/// Hooks run inside the agent's turn: short timeouts, never an error exit.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn main() -> ExitCode {
     if let Some(event) = hook_fast_path() {
-        let client = client(None, Duration::from_secs(2)).ok();
+        let client = client(None, HOOK_TIMEOUT).ok();
         return ExitCode::from(commands::hook::run(&event, client) as u8);
     }
     let cli = Cli::parse();
     let cfg = cli.config.as_deref();
     let json = cli.json;
-    // Hooks run inside the agent's turn: short timeouts, never an error exit.
-    let hook_timeout = Duration::from_secs(2);
     let timeout = Duration::from_secs(120);
     let result = match cli.command {
         Command::Hook { event } => {
             return ExitCode::from(
-                commands::hook::run(&event, client(cfg, hook_timeout).ok()) as u8
+                commands::hook::run(&event, client(cfg, HOOK_TIMEOUT).ok()) as u8
             );
         }
         Command::AutoLock => {

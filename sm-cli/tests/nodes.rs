@@ -23,7 +23,8 @@ fn node(db: &str, name: &str) -> Server {
 fn node_with(db: &str, name: &str, more: &str) -> Server {
     Server::start_opts(Options {
         extra_config: format!(
-            "claude:\n  command: sm-test-no-claude-here\nstore:\n  postgres_url: {db}\n  pool_size: 4\nnode:\n  name: {name}\n  lease: 2\n{more}"
+            "claude:\n  command: sm-test-no-claude-here\n{}{more}",
+            cluster_node_config(db, name)
         ),
         fixed_port: true,
         ..Options::default()

@@ -519,11 +519,8 @@ fn in_a_cluster_one_node_reads_telegram_and_reaches_the_sessions_of_every_node()
     let pg = sm_store_postgres::test_cluster::TestCluster::shared()
         .expect("a PostgreSQL server for the tests");
     let db = pg.fresh_database_blocking().unwrap();
-    let as_node = |name: &str| {
-        format!("store:\n  postgres_url: {db}\n  pool_size: 4\nnode:\n  name: {name}\n  lease: 2\n")
-    };
-    let a = start_with(&fake, &as_node("a"));
-    let b = start_with(&fake, &as_node("b"));
+    let a = start_with(&fake, &cluster_node_config(&db, "a"));
+    let b = start_with(&fake, &cluster_node_config(&db, "b"));
     b.ok(&[
         "spawn",
         "--agent",

@@ -341,15 +341,12 @@ pub async fn start(config: &Config, listener: &TcpListener) -> Result<AppState, 
     };
     if let Some(cluster) = &chosen.cluster {
         refuse_a_twin(cluster.as_ref(), config.node.url.as_deref().unwrap_or(&url)).await?;
-    }
-    if chosen.cluster.is_some()
-        && config.node.url.is_none()
-        && (local.ip().is_loopback() || local.ip().is_unspecified())
-    {
-        tracing::warn!(
-            %url,
-            "node.url is not set: other nodes will call this node at a loopback address, which works only for nodes on this machine (set node.url to an address they can reach)"
-        );
+        if config.node.url.is_none() && (local.ip().is_loopback() || local.ip().is_unspecified()) {
+            tracing::warn!(
+                %url,
+                "node.url is not set: other nodes will call this node at a loopback address, which works only for nodes on this machine (set node.url to an address they can reach)"
+            );
+        }
     }
     let mut builder = Engine::builder(store, backend).config(engine_config);
     if let Some(cluster) = chosen.cluster {

@@ -130,22 +130,46 @@ pub async fn to_owner(State(state): State<AppState>, request: Request, next: Nex
     }
 }
 
+/// Why a request cannot be sent to another node.
+enum NoOwner {
+    /// The cluster has no node of that name.
+    Unknown { known: Vec<String> },
+    /// It is known but cannot be called now (why).
+    Unreachable(String),
+    /// The node list could not be read.
+    Store(sm_lib::Error),
+}
+
+/// Where `path` is on `node`, as the cluster's node list says now.
+async fn owner_uri(engine: &sm_lib::Engine, node: &str, path: &str) -> Result<Uri, NoOwner> {
+    let nodes = engine.refresh_nodes().await.map_err(NoOwner::Store)?;
+    let Some(owner) = nodes.iter().find(|n| n.name == node) else {
+        return Err(NoOwner::Unknown {
+            known: nodes.into_iter().map(|n| n.name).collect(),
+        });
+    };
+    if !owner.reachable {
+        return Err(NoOwner::Unreachable(format!(
+            "its lease ran out; last heard from {} s ago",
+            (sm_lib::Timestamp::now().0 - owner.heartbeat_at.0).max(0) / 1000
+        )));
+    }
+    format!("{}{path}", owner.url.trim_end_matches('/'))
+        .parse()
+        .map_err(|_| {
+            NoOwner::Unreachable(format!("its registered URL {:?} is not valid", owner.url))
+        })
+}
+
+/// This node's name, for [`FORWARDED_FROM`].
+fn forwarded_from(engine: &sm_lib::Engine) -> Option<HeaderValue> {
+    engine.node().and_then(|n| HeaderValue::from_str(n).ok())
+}
+
 async fn forward(state: &AppState, node: &str, request: Request) -> Result<Response, ApiError> {
     // The caller proves who it is here first: nothing unauthenticated leaves this node.
     let (mut parts, body) = request.into_parts();
     Authed::from_request_parts(&mut parts, state).await?;
-    let nodes = state.engine.refresh_nodes().await?;
-    let Some(owner) = nodes.iter().find(|n| n.name == node) else {
-        let known: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            format!(
-                "no node named {node} in this cluster (nodes: {})",
-                known.join(", ")
-            ),
-        ));
-    };
     let unreachable = |why: String| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -155,31 +179,32 @@ async fn forward(state: &AppState, node: &str, request: Request) -> Result<Respo
             ),
         )
     };
-    if !owner.reachable {
-        return Err(unreachable(format!(
-            "its lease ran out; last heard from {} s ago",
-            (sm_lib::Timestamp::now().0 - owner.heartbeat_at.0).max(0) / 1000
-        )));
-    }
     let path = parts
         .uri
         .path_and_query()
         .map_or(parts.uri.path(), |p| p.as_str());
-    let uri: Uri = format!("{}{path}", owner.url.trim_end_matches('/'))
-        .parse()
-        .map_err(|_| unreachable(format!("its registered URL {:?} is not valid", owner.url)))?;
-    parts.uri = uri;
+    parts.uri = match owner_uri(&state.engine, node, path).await {
+        Ok(uri) => uri,
+        Err(NoOwner::Unknown { known }) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!(
+                    "no node named {node} in this cluster (nodes: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Err(NoOwner::Unreachable(why)) => return Err(unreachable(why)),
+        Err(NoOwner::Store(e)) => return Err(e.into()),
+    };
     parts.headers.remove(axum::http::header::HOST);
     parts.headers.remove(axum::http::header::CONNECTION);
     // The pid hint names a process on the caller's machine; this node already checked it.
     parts.headers.remove("x-sm-pid");
     // Compression is negotiated again by the owner with this node.
     parts.headers.remove(axum::http::header::ACCEPT_ENCODING);
-    if let Some(me) = state
-        .engine
-        .node()
-        .and_then(|n| HeaderValue::from_str(n).ok())
-    {
+    if let Some(me) = forwarded_from(&state.engine) {
         parts.headers.insert(FORWARDED_FROM, me);
     }
     parts.extensions = Default::default();
@@ -225,17 +250,14 @@ impl OwnerCalls {
         // Like the API's `node_unreachable`: nothing happened, and trying later may work.
         let unreachable =
             |why: String| sm_lib::Error::Busy(format!("node {node} cannot be reached ({why})"));
-        let nodes = self.engine.refresh_nodes().await?;
-        let owner = nodes
-            .iter()
-            .find(|n| n.name == node)
-            .ok_or_else(|| unreachable("this cluster has no node of that name".into()))?;
-        if !owner.reachable {
-            return Err(unreachable("its lease ran out".into()));
-        }
-        let uri: Uri = format!("{}{path}", owner.url.trim_end_matches('/'))
-            .parse()
-            .map_err(|_| unreachable(format!("its registered URL {:?} is not valid", owner.url)))?;
+        let uri = match owner_uri(&self.engine, node, path).await {
+            Ok(uri) => uri,
+            Err(NoOwner::Unknown { .. }) => {
+                return Err(unreachable("this cluster has no node of that name".into()));
+            }
+            Err(NoOwner::Unreachable(why)) => return Err(unreachable(why)),
+            Err(NoOwner::Store(e)) => return Err(e),
+        };
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
@@ -244,7 +266,7 @@ impl OwnerCalls {
                 format!("Bearer {}", self.admin_token),
             )
             .header(axum::http::header::CONTENT_TYPE, "application/json");
-        if let Some(me) = self.engine.node() {
+        if let Some(me) = forwarded_from(&self.engine) {
             request = request.header(FORWARDED_FROM, me);
         }
         let body = match body {

@@ -519,7 +519,7 @@ impl Telegram {
         let result = async {
             let s = engine.resolve(&session).await?;
             let local = engine.answer(&Caller::Admin, &s.id, option).await;
-            let label = match self
+            let label = self
                 .here_or_owner(
                     local.map(|label| sm_lib::wire::Answered {
                         session: s.id.clone(),
@@ -529,11 +529,8 @@ impl Telegram {
                     format!("/sessions/{}/answer", s.id),
                     Some(serde_json::json!({ "option": option })),
                 )
-                .await
-            {
-                Ok(answered) => answered.answered,
-                Err(e) => return Err(e),
-            };
+                .await?
+                .answered;
             Ok::<_, sm_lib::Error>((s, label))
         }
         .await;

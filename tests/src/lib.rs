@@ -1098,6 +1098,13 @@ pub mod bench {
             .collect()
     }
 }
+/// The configuration lines that make a test server node `name` of the cluster on the
+/// PostgreSQL database `db`: a small pool, and a lease short enough (2 s) that a dead node
+/// is seen unreachable quickly.
+pub fn cluster_node_config(db: &str, name: &str) -> String {
+    format!("store:\n  postgres_url: {db}\n  pool_size: 4\nnode:\n  name: {name}\n  lease: 2\n")
+}
+
 /// Runs `sm-server` with `config` until it exits (it must, promptly); returns its exit code
 /// and what it printed.
 pub fn run_server_expecting_exit(config: &str) -> (Option<i32>, String) {

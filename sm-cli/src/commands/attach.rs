@@ -13,7 +13,7 @@ pub fn attach(client: &Client, target: Option<String>) -> Result<(), CliError> {
         CliError::Usage("name the session to attach to: sm attach <id|name>".into())
     })?;
     let view: SessionView = client.get_as(&format!("/sessions/{}", enc(&target)))?;
-    let argv = view.attach.clone().unwrap_or_default();
+    let argv = view.attach.as_deref().unwrap_or_default();
     let Some((program, args)) = argv.split_first() else {
         return Err(CliError::Usage(why_no_attach(client, &view, &target)));
     };
